@@ -1,0 +1,131 @@
+"""Keeping frozen weights bit-identical under any optimizer.
+
+Zeroing the gradients of frozen weights — what most PackNet code does — is **not enough**: SGD's weight decay
+adds ``wd * w`` to the gradient inside ``step()``, momentum keeps moving a weight after its gradient is zeroed
+if the buffer was ever non-zero, and AdamW's decoupled decay shrinks every weight it is given whatever its
+gradient. Gradient hooks are not enough either: ``copy.deepcopy`` and pickling drop them.
+
+:class:`WeightGuard` therefore does two things around each ``optimizer.step()``:
+
+1. :meth:`WeightGuard.mask_gradients` — before the step, zero the gradient of every entry that must not
+   learn, so the optimizer sees the true gradient of the trainable sub-network (this matters for optimizers
+   that look at a whole tensor: gradient-norm clipping, Adafactor, LAMB);
+2. :meth:`WeightGuard.restore_frozen` — after the step, write back the exact values every non-trainable
+   entry had when the guard was made. Whatever the optimizer did to them is undone, bit for bit.
+
+Parameters are sorted once, when the guard is made, into *fully trainable* (nothing to do), *partly
+trainable* (the two masked operations above) and *fully frozen* (left out of :meth:`WeightGuard.parameters`,
+so the optimizer never sees them; restored too, in case a hand-written loop hands them over anyway).
+Nothing here calls ``.item()`` or indexes with a boolean mask, so a CUDA training step makes no host-device
+synchronisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+TrainableSpec = Union[bool, Tensor]
+"""Per parameter: ``True`` (all entries learn), ``False`` (none do) or a bool mask of the entries that do."""
+
+
+@dataclass
+class _Partial:
+    param: nn.Parameter
+    trainable: Tensor  # bool, where the optimizer's result is kept
+    grad_scale: Tensor  # same dtype as the parameter: 1 where trainable, 0 elsewhere
+    snapshot: Tensor  # the values to restore where not trainable
+
+
+@dataclass
+class WeightGuard:
+    """Protects the non-trainable entries of a set of parameters during one training phase.
+
+    Build one with :meth:`WeightGuard.from_specs` (or let :meth:`packnet.PackNet.training` build it), give
+    :meth:`parameters` to a fresh optimizer, and call :meth:`mask_gradients` before and
+    :meth:`restore_frozen` after every ``optimizer.step()``.
+
+    Examples:
+        >>> layer = nn.Linear(3, 2)
+        >>> frozen_row = torch.tensor([[False] * 3, [True] * 3])   # only row 1 may learn
+        >>> guard = WeightGuard.from_specs([(layer.weight, frozen_row), (layer.bias, False)])
+        >>> opt = torch.optim.AdamW(guard.parameters(), lr=0.1, weight_decay=0.5)
+        >>> before = layer.weight[0].clone()
+        >>> layer(torch.randn(4, 3)).sum().backward()
+        >>> guard.mask_gradients(); opt.step(); guard.restore_frozen()
+        >>> torch.equal(layer.weight[0], before)
+        True
+    """
+
+    trainable_params: list[nn.Parameter] = field(default_factory=list)
+    partial: list[_Partial] = field(default_factory=list)
+    frozen: list[tuple[nn.Parameter, Tensor]] = field(default_factory=list)
+
+    @classmethod
+    def from_specs(cls, specs: Sequence[tuple[nn.Parameter, TrainableSpec]]) -> "WeightGuard":
+        """Sort parameters by what may learn and take the snapshots.
+
+        Args:
+            specs: ``(parameter, trainable)`` pairs; ``trainable`` is ``True``, ``False`` or a bool mask
+                shaped like the parameter. A mask that is all true or all false is treated as such.
+
+        Returns:
+            A guard whose snapshots are the parameters' values now.
+        """
+        guard = cls()
+        for param, spec in specs:
+            if isinstance(spec, Tensor):
+                if spec.shape != param.shape:
+                    raise ValueError(f"trainable mask shape {tuple(spec.shape)} != parameter shape {tuple(param.shape)}")
+                spec = spec.to(device=param.device, dtype=torch.bool)
+                n_trainable = int(spec.sum())
+                if n_trainable == spec.numel():
+                    spec = True
+                elif n_trainable == 0:
+                    spec = False
+            if spec is True:
+                guard.trainable_params.append(param)
+            elif spec is False:
+                guard.frozen.append((param, param.detach().clone()))
+            else:
+                guard.partial.append(
+                    _Partial(param, spec, spec.to(param.dtype), param.detach().clone())
+                )
+        return guard
+
+    def parameters(self) -> list[nn.Parameter]:
+        """The parameters with at least one trainable entry: what to give the optimizer."""
+        return self.trainable_params + [p.param for p in self.partial]
+
+    def frozen_parameters(self) -> Iterator[nn.Parameter]:
+        """The parameters of which no entry may change in this phase."""
+        return (p for p, _ in self.frozen)
+
+    @torch.no_grad()
+    def mask_gradients(self) -> None:
+        """Zero the gradients of every entry that must not learn (call after ``backward()``, before ``step()``)."""
+        grads, scales = [], []
+        for part in self.partial:
+            if part.param.grad is not None:
+                grads.append(part.param.grad)
+                scales.append(part.grad_scale)
+        if grads:
+            torch._foreach_mul_(grads, scales)
+        for param, _ in self.frozen:
+            if param.grad is not None:
+                param.grad = None
+
+    @torch.no_grad()
+    def restore_frozen(self) -> None:
+        """Write back the snapshot values of every entry that must not change (call after ``step()``).
+
+        Bit-exact whatever the optimizer did: momentum, weight decay (coupled or decoupled), Adam moments.
+        """
+        for part in self.partial:
+            torch.where(part.trainable, part.param, part.snapshot, out=part.param.data)
+        for param, snapshot in self.frozen:
+            param.copy_(snapshot)
+

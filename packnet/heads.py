@@ -1,0 +1,67 @@
+"""Per-task output heads.
+
+In the paper each task gets its own classifier layer on top of the shared, pruned trunk; heads are small, so
+they are never pruned. :class:`TaskHeads` holds one head per task id and routes ``forward`` to the *active*
+one. :class:`~packnet.PackNet` sets the active head inside ``pn.task(t)`` and while task ``t`` trains, and
+protects every other head's weights. A model with one shared output layer needs none of this: that layer is an
+ordinary prunable ``Linear``.
+"""
+
+from __future__ import annotations
+
+from typing import Hashable, Iterable, Optional
+
+from torch import Tensor, nn
+
+__all__ = ["TaskHeads"]
+
+
+class TaskHeads(nn.Module):
+    """One output head per task, of which exactly one is active at a time.
+
+    Args:
+        in_features: width of the features the heads read.
+        out_features: classes per task: one ``int`` for every task, or a ``{task_id: n_classes}`` mapping.
+        task_ids: the task ids to create heads for when ``out_features`` is an ``int``.
+
+    Examples:
+        >>> heads = TaskHeads(16, 2, task_ids=range(5))     # Split-MNIST: five 2-way heads
+        >>> heads.active = 3
+        >>> heads(torch.randn(4, 16)).shape
+        torch.Size([4, 2])
+    """
+
+    def __init__(self, in_features: int, out_features: "int | dict[Hashable, int]",
+                 task_ids: Optional[Iterable[Hashable]] = None) -> None:
+        super().__init__()
+        if isinstance(out_features, int):
+            if task_ids is None:
+                raise ValueError("TaskHeads(in_features, n_classes) needs task_ids=..., e.g. task_ids=range(5)")
+            out_features = {t: out_features for t in task_ids}
+        self.heads = nn.ModuleDict({str(t): nn.Linear(in_features, n) for t, n in out_features.items()})
+        self.active: Optional[Hashable] = None
+
+    def add(self, task_id: Hashable, head: nn.Module) -> None:
+        """Add (or replace) the head of ``task_id`` — e.g. for a task not planned at construction."""
+        self.heads[str(task_id)] = head
+
+    def head(self, task_id: Hashable) -> nn.Module:
+        """The head of ``task_id``; ``KeyError`` naming the known ids if there is none."""
+        key = str(task_id)
+        if key not in self.heads:
+            raise KeyError(f"TaskHeads has no head for task {task_id!r}; it has {list(self.heads.keys())}: "
+                           "add one with heads.add(task_id, nn.Linear(...))")
+        return self.heads[key]
+
+    def has_head(self, task_id: Hashable) -> bool:
+        """Whether a head exists for ``task_id``."""
+        return str(task_id) in self.heads
+
+    def forward(self, features: Tensor) -> Tensor:
+        if self.active is None:
+            raise RuntimeError("TaskHeads has no active task: run the model inside `with pn.task(t):` "
+                               "(or set heads.active = t)")
+        return self.head(self.active)(features)
+
+    def extra_repr(self) -> str:
+        return f"active={self.active!r}"

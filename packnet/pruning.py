@@ -1,0 +1,156 @@
+"""Magnitude pruning: which of a task's weights to free (pure tensor functions).
+
+After a task trains, PackNet keeps only its largest-magnitude weights and *frees* the rest for later tasks
+(Han et al., 2015, applied per task). Of a task's ``n`` candidate weights in a layer, exactly
+``round(prune_ratio * n)`` with the smallest ``|w|`` are pruned. Equal magnitudes are broken
+deterministically: the entry with the lower flat index is pruned first.
+
+Selection uses :func:`torch.kthvalue` (a partial selection, not a full sort), and needs no copy of the whole
+model: one layer's scores at a time. The *global* variant (one threshold across all layers) finds the exact
+k-th smallest magnitude over every layer with a two-pass radix select on the float bit patterns, so it never
+concatenates the layers either.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["num_to_prune", "prune_mask", "global_prune_masks"]
+
+
+def num_to_prune(n: int, prune_ratio: float) -> int:
+    """How many of ``n`` candidate weights a ratio prunes: ``round(prune_ratio * n)``.
+
+    Args:
+        n: number of candidate weights.
+        prune_ratio: fraction to free, in ``[0, 1)``.
+
+    Returns:
+        An ``int`` (Python's round-half-to-even).
+
+    Examples:
+        >>> num_to_prune(1000, 0.75)
+        750
+    """
+    check_prune_ratio(prune_ratio)
+    return int(round(prune_ratio * n))
+
+
+def check_prune_ratio(prune_ratio: float) -> None:
+    """Raise ``ValueError`` unless ``0 <= prune_ratio < 1`` (1 would leave a task no weights)."""
+    if isinstance(prune_ratio, bool) or not isinstance(prune_ratio, (int, float)):
+        raise ValueError(f"prune_ratio must be a number in [0, 1), got {prune_ratio!r}")
+    if not 0.0 <= float(prune_ratio) < 1.0:
+        raise ValueError(
+            f"prune_ratio must be in [0, 1), got {prune_ratio}: it is the fraction of a task's weights freed "
+            "for later tasks (0 keeps all of them, e.g. for the last task)"
+        )
+
+
+def _scores(weight: Tensor, candidates: Tensor) -> Tensor:
+    """|w| on candidates, +inf elsewhere (so non-candidates are never among the k smallest)."""
+    inf = torch.tensor(float("inf"), dtype=torch.float32, device=weight.device)
+    return torch.where(candidates, weight.detach().abs().float(), inf)
+
+
+def _select_smallest(scores: Tensor, threshold: Tensor, ties_to_take: int) -> Tensor:
+    """Entries strictly below ``threshold`` plus the first ``ties_to_take`` entries equal to it (flat order)."""
+    below = scores < threshold
+    if ties_to_take <= 0:
+        return below
+    equal = (scores == threshold).flatten()
+    first_ties = (torch.cumsum(equal, 0, dtype=torch.int64) <= ties_to_take) & equal
+    return below | first_ties.view_as(below)
+
+
+def prune_mask(weight: Tensor, candidates: Tensor, prune_ratio: float) -> Tensor:
+    """The per-layer magnitude-pruning decision for one weight tensor.
+
+    Of the ``n`` entries where ``candidates`` is true, the ``round(prune_ratio * n)`` with the smallest
+    ``|weight|`` are selected; ties at the threshold go to the lowest flat indices.
+
+    Args:
+        weight: the layer's weights.
+        candidates: bool mask of the entries that may be pruned (the current task's weights).
+        prune_ratio: fraction of the candidates to prune, in ``[0, 1)``.
+
+    Returns:
+        A bool mask, ``True`` for the entries to prune (always a subset of ``candidates``).
+
+    Examples:
+        >>> w = torch.tensor([0.5, -0.1, 0.3, 0.2])
+        >>> prune_mask(w, torch.ones(4, dtype=torch.bool), 0.5)
+        tensor([False,  True, False,  True])
+    """
+    if candidates.shape != weight.shape:
+        raise ValueError(f"candidates shape {tuple(candidates.shape)} != weight shape {tuple(weight.shape)}")
+    n = int(candidates.sum())
+    k = num_to_prune(n, prune_ratio)
+    if k == 0:
+        return torch.zeros_like(candidates)
+    scores = _scores(weight, candidates)
+    threshold = torch.kthvalue(scores.flatten(), k).values
+    n_below = int((scores < threshold).sum())
+    return _select_smallest(scores, threshold, k - n_below)
+
+
+def _float_bits(scores: Tensor) -> Tensor:
+    """Non-negative float32 values as int32 bit patterns: their order is the order of the floats."""
+    return scores.contiguous().view(torch.int32)
+
+
+def global_prune_masks(weights: Sequence[Tensor], candidates: Sequence[Tensor], prune_ratio: float) -> list[Tensor]:
+    """Magnitude pruning with one threshold shared by all layers.
+
+    Exactly ``round(prune_ratio * N)`` of the ``N`` candidates *over all layers* are pruned, the smallest
+    ``|w|`` first; ties go to earlier layers, then lower flat indices. Layers with larger weights therefore
+    keep more of them than under per-layer pruning. The k-th smallest magnitude is found exactly by a radix
+    select over the float32 bit patterns (high 16 bits, then low 16 bits), so no layer is concatenated or sorted.
+
+    Args:
+        weights: the layers' weight tensors.
+        candidates: one bool mask per layer, as in :func:`prune_mask`.
+        prune_ratio: fraction of all candidates to prune, in ``[0, 1)``.
+
+    Returns:
+        One bool mask per layer, ``True`` for the entries to prune.
+
+    Examples:
+        >>> a, b = torch.tensor([1.0, 2.0]), torch.tensor([0.1, 0.2, 3.0, 4.0])
+        >>> [m.tolist() for m in global_prune_masks([a, b], [torch.ones(2, dtype=torch.bool),
+        ...                                                  torch.ones(4, dtype=torch.bool)], 0.5)]
+        [[True, False], [True, True, False, False]]
+    """
+    if len(weights) != len(candidates):
+        raise ValueError("global_prune_masks needs one candidates mask per weight tensor")
+    n = sum(int(c.sum()) for c in candidates)
+    k = num_to_prune(n, prune_ratio)
+    if k == 0:
+        return [torch.zeros_like(c) for c in candidates]
+    scores = [_scores(w, c) for w, c in zip(weights, candidates)]
+    # Pass 1: histogram of the high 16 bits, summed over layers, finds the bucket holding the k-th value.
+    high = torch.zeros(1 << 16, dtype=torch.int64)
+    for s in scores:
+        high += torch.bincount((_float_bits(s).flatten() >> 16).cpu(), minlength=1 << 16)[: 1 << 16]
+    cum = torch.cumsum(high, 0)
+    bucket = int(torch.searchsorted(cum, torch.tensor(k)))
+    k_in_bucket = k - (int(cum[bucket - 1]) if bucket > 0 else 0)
+    # Pass 2: the low 16 bits inside that bucket give the exact bit pattern of the k-th value.
+    low = torch.zeros(1 << 16, dtype=torch.int64)
+    for s in scores:
+        bits = _float_bits(s).flatten()
+        in_bucket = bits[(bits >> 16) == bucket]
+        low += torch.bincount((in_bucket & 0xFFFF).cpu(), minlength=1 << 16)
+    low_bits = int(torch.searchsorted(torch.cumsum(low, 0), torch.tensor(k_in_bucket)))
+    threshold = torch.tensor([(bucket << 16) | low_bits], dtype=torch.int32).view(torch.float32)[0]
+    # Everything strictly below goes; ties are taken in layer order, then flat order.
+    masks, ties_left = [], k - sum(int((s < threshold.to(s.device)).sum()) for s in scores)
+    for s in scores:
+        t = threshold.to(s.device)
+        mask = _select_smallest(s, t, ties_left)
+        ties_left -= int((mask & (s == t)).sum())
+        masks.append(mask)
+    return masks
