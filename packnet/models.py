@@ -1,0 +1,65 @@
+"""Small reference networks for the MNIST benchmarks: an MLP and a CNN, each with per-task heads.
+
+Both end in a :class:`~packnet.TaskHeads`, as in the paper's setting where each task has its own classifier
+on top of the shared, pruned trunk.
+"""
+
+from __future__ import annotations
+
+from typing import Hashable, Iterable, Sequence
+
+from torch import nn
+
+from .heads import TaskHeads
+
+__all__ = ["mlp", "small_cnn"]
+
+
+def mlp(task_ids: Iterable[Hashable], classes_per_task: int, hidden: Sequence[int] = (256, 256),
+        in_features: int = 28 * 28) -> nn.Sequential:
+    """A fully connected trunk (``Flatten`` → ``Linear`` + ``ReLU`` per hidden width) with one head per task.
+
+    Args:
+        task_ids: ids of the tasks to create heads for.
+        classes_per_task: width of every head.
+        hidden: widths of the hidden layers.
+        in_features: input size after flattening.
+
+    Examples:
+        >>> mlp(range(5), 2)[-1].heads["4"]
+        Linear(in_features=256, out_features=2, bias=True)
+    """
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(TaskHeads(width, classes_per_task, task_ids=task_ids))
+    return nn.Sequential(*layers)
+
+
+def small_cnn(task_ids: Iterable[Hashable], classes_per_task: int, channels: Sequence[int] = (16, 32),
+              hidden: int = 128) -> nn.Sequential:
+    """A CNN for 1×28×28 inputs: (``Conv2d`` 3×3 → ``BatchNorm2d`` → ``ReLU`` → ``MaxPool2d``) per width, then
+    ``Linear`` → ``ReLU`` and one head per task.
+
+    Args:
+        task_ids: ids of the tasks to create heads for.
+        classes_per_task: width of every head.
+        channels: output channels of the convolution blocks.
+        hidden: width of the fully connected layer.
+
+    Examples:
+        >>> import torch
+        >>> net = small_cnn(range(2), 2); net[-1].active = 0
+        >>> net(torch.zeros(3, 1, 28, 28)).shape
+        torch.Size([3, 2])
+    """
+    layers: list[nn.Module] = []
+    c_in, side = 1, 28
+    for c in channels:
+        layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
+        c_in, side = c, side // 2
+    layers += [nn.Flatten(), nn.Linear(c_in * side * side, hidden), nn.ReLU(),
+               TaskHeads(hidden, classes_per_task, task_ids=task_ids)]
+    return nn.Sequential(*layers)
