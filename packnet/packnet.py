@@ -501,8 +501,14 @@ class PackNet:
         forward with no masking work. For the task in progress the model is shown as it is.
 
         Examples:
-            >>> with pn.task(0):                     # doctest: +SKIP
-            ...     logits = model(x)
+            >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+            >>> pn = PackNet(model, prune_ratio=0.5)
+            >>> _ = pn.train_task(0, [(torch.randn(8, 4), torch.zeros(8, dtype=torch.long))], progress=False)
+            >>> _ = pn.prune(0); pn.freeze(0)
+            >>> with pn.task(0):
+            ...     logits = model(torch.randn(3, 4))
+            >>> logits.shape
+            torch.Size([3, 2])
         """
         k = self.task_position(task_id)
         in_progress = task_id == self.current
