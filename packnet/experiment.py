@@ -27,13 +27,17 @@ class ExperimentResult:
     Attributes:
         accuracy_matrix: ``R[i][j]``, test accuracy on task ``j`` after learning task ``i`` (``nan`` above the
             diagonal).
-        packnet: the trained :class:`~packnet.PackNet` (its model holds every task).
+        model: the trained network.
+        packnet: the :class:`~packnet.PackNet` that trained it (``None`` for baselines).
+        method: what produced it, e.g. ``"packnet"``, ``"finetune"``.
         histories: per task, the training and re-training histories.
         seconds: wall time of the whole run.
     """
 
     accuracy_matrix: list[list[float]]
-    packnet: PackNet
+    model: nn.Module
+    packnet: Optional[PackNet] = None
+    method: str = "packnet"
     histories: list[dict[str, list[dict[str, float]]]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -54,14 +58,18 @@ class ExperimentResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (what ``python -m packnet --json`` prints)."""
-        return {
+        summary: dict[str, Any] = {
+            "method": self.method,
             "accuracy_matrix": [[None if a != a else a for a in row] for row in self.accuracy_matrix],
             "average_accuracy": self.average_accuracy,
             "forgetting": self.forgetting,
             "backward_transfer": self.backward_transfer,
-            "capacity": self.packnet.capacity()[-1]["owned"] | {"free": self.packnet.capacity()[-1]["free"]},
             "seconds": self.seconds,
         }
+        if self.packnet is not None:
+            total = self.packnet.capacity()[-1]
+            summary["capacity"] = {"owned": {str(t): f for t, f in total["owned"].items()}, "free": total["free"]}
+        return summary
 
 
 def evaluate_seen(pn: PackNet, tasks: Sequence[Task], upto: int, batch_size: int = 1000,
@@ -114,4 +122,4 @@ def run_packnet(model: nn.Module, tasks: Sequence[Task], *, prune_ratio: Union[f
         pn.freeze(t)
         histories.append({"train": trained, "retrain": retrained})
         R[i][: i + 1] = evaluate_seen(pn, tasks, i, device=device)
-    return ExperimentResult(R, pn, histories, time.perf_counter() - start)
+    return ExperimentResult(R, model, pn, "packnet", histories, time.perf_counter() - start)

@@ -15,8 +15,12 @@ from .heads import TaskHeads
 __all__ = ["mlp", "small_cnn"]
 
 
+def _head(width: int, classes_per_task: int, task_ids: Iterable[Hashable], shared_head: bool) -> nn.Module:
+    return nn.Linear(width, classes_per_task) if shared_head else TaskHeads(width, classes_per_task, task_ids=task_ids)
+
+
 def mlp(task_ids: Iterable[Hashable], classes_per_task: int, hidden: Sequence[int] = (256, 256),
-        in_features: int = 28 * 28) -> nn.Sequential:
+        in_features: int = 28 * 28, shared_head: bool = False) -> nn.Sequential:
     """A fully connected trunk (``Flatten`` → ``Linear`` + ``ReLU`` per hidden width) with one head per task.
 
     Args:
@@ -24,6 +28,8 @@ def mlp(task_ids: Iterable[Hashable], classes_per_task: int, hidden: Sequence[in
         classes_per_task: width of every head.
         hidden: widths of the hidden layers.
         in_features: input size after flattening.
+        shared_head: one ``Linear`` output layer for all tasks instead of :class:`~packnet.TaskHeads` (it is
+            then an ordinary prunable layer under PackNet).
 
     Examples:
         >>> mlp(range(5), 2)[-1].heads["4"]
@@ -34,12 +40,12 @@ def mlp(task_ids: Iterable[Hashable], classes_per_task: int, hidden: Sequence[in
     for h in hidden:
         layers += [nn.Linear(width, h), nn.ReLU()]
         width = h
-    layers.append(TaskHeads(width, classes_per_task, task_ids=task_ids))
+    layers.append(_head(width, classes_per_task, task_ids, shared_head))
     return nn.Sequential(*layers)
 
 
 def small_cnn(task_ids: Iterable[Hashable], classes_per_task: int, channels: Sequence[int] = (16, 32),
-              hidden: int = 128) -> nn.Sequential:
+              hidden: int = 128, shared_head: bool = False) -> nn.Sequential:
     """A CNN for 1×28×28 inputs: (``Conv2d`` 3×3 → ``BatchNorm2d`` → ``ReLU`` → ``MaxPool2d``) per width, then
     ``Linear`` → ``ReLU`` and one head per task.
 
@@ -48,6 +54,7 @@ def small_cnn(task_ids: Iterable[Hashable], classes_per_task: int, channels: Seq
         classes_per_task: width of every head.
         channels: output channels of the convolution blocks.
         hidden: width of the fully connected layer.
+        shared_head: one ``Linear`` output layer for all tasks instead of :class:`~packnet.TaskHeads`.
 
     Examples:
         >>> import torch
@@ -61,5 +68,5 @@ def small_cnn(task_ids: Iterable[Hashable], classes_per_task: int, channels: Seq
         layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
         c_in, side = c, side // 2
     layers += [nn.Flatten(), nn.Linear(c_in * side * side, hidden), nn.ReLU(),
-               TaskHeads(hidden, classes_per_task, task_ids=task_ids)]
+               _head(hidden, classes_per_task, task_ids, shared_head)]
     return nn.Sequential(*layers)

@@ -20,12 +20,12 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Optional, Sequen
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
-from tqdm import tqdm
 
 from .freezing import TrainableSpec, WeightGuard
 from .heads import TaskHeads
 from .masks import MAX_TASKS, apply_visibility_, free_mask, new_owner_map, owner_counts, restore_, trainable_mask
 from .pruning import check_prune_ratio, global_prune_masks, prune_mask
+from .training import evaluate_accuracy, train_epochs
 
 __all__ = ["PackNet", "DEFAULT_PRUNABLE"]
 
@@ -334,51 +334,17 @@ class PackNet:
     def _fit(self, task_id: TaskId, loader: Iterable, epochs: int, optimizer: Optional[OptimizerFactory],
              criterion: Optional[nn.Module], device: Optional[Union[str, torch.device]], progress: bool,
              amp: bool, desc: str) -> list[dict[str, float]]:
-        device = torch.device(device) if device is not None else self._device()
-        criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
         make_optimizer = optimizer if optimizer is not None else _default_optimizer
-        use_scaler = amp and device.type == "cuda"
-        amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-        scaler = torch.amp.GradScaler(device.type) if use_scaler else None
-        history: list[dict[str, float]] = []
         self._steps_taken = 0
-        total = epochs * len(loader) if hasattr(loader, "__len__") else None
-        with self.training(task_id) as guard, tqdm(total=total, desc=desc, disable=not progress,
-                                                   leave=False) as bar:
-            opt = make_optimizer(guard.parameters())
-            for epoch in range(epochs):
-                loss_sum = torch.zeros((), device=device)
-                correct = torch.zeros((), device=device, dtype=torch.int64)
-                seen = 0
-                for x, y in loader:
-                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                    opt.zero_grad(set_to_none=True)
-                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                        out = self.model(x)
-                        loss = criterion(out, y)
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        guard.mask_gradients()
-                        scaler.step(opt)
-                        scaler.update()
-                    else:
-                        loss.backward()
-                        guard.mask_gradients()
-                        opt.step()
-                    guard.restore_frozen()
-                    self._steps_taken += 1
-                    with torch.no_grad():
-                        loss_sum += loss.detach().float() * y.shape[0]
-                        if out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
-                            correct += (out.argmax(1) == y).sum()
-                    seen += y.shape[0]
-                    bar.update()
-                if seen == 0:
-                    raise ValueError("the training loader yielded no batches: pass a non-empty loader")
-                row = {"epoch": epoch + 1, "loss": (loss_sum / seen).item(), "accuracy": (correct / seen).item()}
-                history.append(row)
-                bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.3f}")
-        return history
+
+        def count_step() -> None:
+            self._steps_taken += 1
+
+        with self.training(task_id) as guard:
+            return train_epochs(self.model, loader, epochs, make_optimizer(guard.parameters()),
+                                criterion=criterion, device=device if device is not None else self._device(),
+                                after_backward=guard.mask_gradients, after_step=guard.restore_frozen, amp=amp,
+                                progress=progress, desc=desc, on_step=count_step)
 
     @staticmethod
     def _check_fit_args(loader: Iterable, epochs: int) -> None:
@@ -553,20 +519,10 @@ class PackNet:
                     tensors[n].copy_(v)
         return undo
 
-    @torch.no_grad()
     def evaluate(self, task_id: TaskId, loader: Iterable, device: Optional[Union[str, torch.device]] = None) -> float:
-        """Top-1 accuracy of task ``task_id`` on ``loader`` (inside :meth:`task`)."""
-        device = torch.device(device) if device is not None else self._device()
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen = 0
+        """Top-1 accuracy of task ``task_id`` on ``loader`` (run inside :meth:`task`)."""
         with self.task(task_id):
-            for x, y in loader:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                correct += (self.model(x).argmax(1) == y).sum()
-                seen += y.shape[0]
-        if seen == 0:
-            raise ValueError("the evaluation loader yielded no batches")
-        return correct.item() / seen
+            return evaluate_accuracy(self.model, loader, device if device is not None else self._device())
 
     # ------------------------------------------------------------------ capacity
     def capacity(self) -> list[dict[str, Any]]:

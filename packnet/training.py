@@ -1,0 +1,115 @@
+"""The plain training and evaluation loops that PackNet and the baselines share.
+
+PackNet's own contribution to a training step is two calls around ``optimizer.step()`` (see
+:class:`~packnet.freezing.WeightGuard`); everything else is the ordinary PyTorch loop below, which takes them as
+optional callbacks. The loop makes no host-device synchronisation inside an epoch: losses and correct counts
+are summed on the device and read once per epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Optional, Union
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+__all__ = ["train_epochs", "evaluate_accuracy"]
+
+Device = Union[str, torch.device]
+
+
+def train_epochs(model: nn.Module, loader: Iterable, epochs: int, optimizer: torch.optim.Optimizer, *,
+                 criterion: Optional[nn.Module] = None, device: Optional[Device] = None,
+                 after_backward: Optional[Callable[[], None]] = None,
+                 after_step: Optional[Callable[[], None]] = None, amp: bool = False, progress: bool = True,
+                 desc: str = "train", on_step: Optional[Callable[[], None]] = None) -> list[dict[str, float]]:
+    """Run ``epochs`` passes of minibatch training and return one ``{"epoch", "loss", "accuracy"}`` row each.
+
+    Each step: forward, loss, backward, ``after_backward()`` (PackNet: mask gradients), ``optimizer.step()``,
+    ``after_step()`` (PackNet: restore frozen values). The model's train/eval modes are left as the caller set
+    them.
+
+    Args:
+        model: the network.
+        loader: ``(inputs, targets)`` batches.
+        epochs: number of passes.
+        optimizer: a ready optimizer.
+        criterion: the loss (default ``nn.CrossEntropyLoss()``).
+        device: where batches go (default: the model's first parameter's device).
+        after_backward: called after ``backward()``, before the step.
+        after_step: called after the step.
+        amp: ``torch.autocast`` (float16 with a ``GradScaler`` on CUDA, bfloat16 on CPU).
+        progress: show a ``tqdm`` bar (plain tqdm, so it works in terminals and notebooks alike).
+        desc: the bar's label.
+        on_step: called after every completed step (e.g. to count steps).
+
+    Returns:
+        Per-epoch mean training loss and accuracy (accuracy 0.0 when outputs are not class logits).
+
+    Raises:
+        ValueError: if ``loader`` yields no batch.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    scaler = torch.amp.GradScaler(device.type) if amp and device.type == "cuda" else None
+    history: list[dict[str, float]] = []
+    total = epochs * len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
+    with tqdm(total=total, desc=desc, disable=not progress, leave=False) as bar:
+        for epoch in range(epochs):
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.int64)
+            seen = 0
+            for x, y in loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                    out = model(x)
+                    loss = criterion(out, y)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    if after_backward is not None:
+                        after_backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    if after_backward is not None:
+                        after_backward()
+                    optimizer.step()
+                if after_step is not None:
+                    after_step()
+                if on_step is not None:
+                    on_step()
+                with torch.no_grad():
+                    loss_sum += loss.detach().float() * y.shape[0]
+                    if out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
+                        correct += (out.argmax(1) == y).sum()
+                seen += y.shape[0]
+                bar.update()
+            if seen == 0:
+                raise ValueError("the training loader yielded no batches: pass a non-empty loader")
+            row = {"epoch": epoch + 1, "loss": (loss_sum / seen).item(), "accuracy": (correct / seen).item()}
+            history.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.3f}")
+    return history
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, loader: Iterable, device: Optional[Device] = None) -> float:
+    """Top-1 accuracy of ``model`` on ``loader``, as the model is now (mode and weights untouched).
+
+    Raises:
+        ValueError: if ``loader`` yields no batch.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        correct += (model(x).argmax(1) == y).sum()
+        seen += y.shape[0]
+    if seen == 0:
+        raise ValueError("the evaluation loader yielded no batches")
+    return correct.item() / seen
