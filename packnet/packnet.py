@@ -208,9 +208,11 @@ class PackNet:
         if isinstance(prune_ratio, (int, float)) and not isinstance(prune_ratio, bool):
             check_prune_ratio(prune_ratio)
             return float(prune_ratio)
+        if isinstance(prune_ratio, (str, bytes)):
+            raise ValueError(f"prune_ratio must be a float or a sequence of floats, got the string {prune_ratio!r}")
         try:
             ratios = [float(r) for r in prune_ratio]  # type: ignore[union-attr]
-        except TypeError:
+        except (TypeError, ValueError):
             raise ValueError(f"prune_ratio must be a float or a sequence of floats, got {prune_ratio!r}") from None
         if not ratios:
             raise ValueError("a prune_ratio schedule needs at least one entry")
