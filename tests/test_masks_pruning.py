@@ -1,0 +1,125 @@
+"""Owner maps and magnitude selection: invariants over random shapes and ratios (hypothesis), and exact counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from packnet.masks import free_mask, new_owner_map, owned_mask, owner_counts, trainable_mask, visible_mask
+from packnet.pruning import check_prune_ratio, global_prune_masks, num_to_prune, prune_mask
+
+shapes = st.lists(st.integers(1, 6), min_size=1, max_size=4).map(tuple)
+ratios = st.floats(0.0, 0.99, allow_nan=False)
+
+
+def reference_prune(weight: torch.Tensor, candidates: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Full stable sort by (|w|, flat index): what prune_mask must select, computed the slow obvious way."""
+    flat, cand = weight.abs().flatten(), candidates.flatten()
+    idx = [i for i in sorted(range(flat.numel()), key=lambda i: (flat[i].item(), i)) if cand[i]]
+    k = num_to_prune(len(idx), ratio)
+    out = torch.zeros_like(cand)
+    out[idx[:k]] = True
+    return out.view_as(candidates)
+
+
+def simulate_tasks(shape, task_ratios, seed):
+    """Run PackNet's owner-map bookkeeping for several tasks on one random weight tensor."""
+    g = torch.Generator().manual_seed(seed)
+    owner = new_owner_map(torch.empty(shape))
+    for k, ratio in enumerate(task_ratios, start=1):
+        weight = torch.randn(shape, generator=g)
+        candidates = free_mask(owner)
+        pruned = prune_mask(weight, candidates, ratio)
+        owner[candidates & ~pruned] = k
+    return owner
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes, st.lists(ratios, min_size=1, max_size=6), st.integers(0, 10_000))
+def test_owner_maps_of_tasks_are_disjoint_and_with_the_free_weights_cover_everything(shape, task_ratios, seed):
+    owner = simulate_tasks(shape, task_ratios, seed)
+    masks = [free_mask(owner)] + [owned_mask(owner, k) for k in range(1, len(task_ratios) + 1)]
+    total = torch.stack([m.to(torch.int64) for m in masks]).sum(0)
+    assert torch.equal(total, torch.ones(shape, dtype=torch.int64))  # each weight in exactly one set
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes, st.lists(ratios, min_size=1, max_size=6), st.integers(0, 10_000))
+def test_visibility_grows_with_the_task_and_never_shows_free_weights(shape, task_ratios, seed):
+    owner = simulate_tasks(shape, task_ratios, seed)
+    previous = torch.zeros(shape, dtype=torch.bool)
+    for k in range(1, len(task_ratios) + 1):
+        vis = visible_mask(owner, k)
+        assert not (vis & free_mask(owner)).any()
+        assert (previous & ~vis).sum() == 0  # task k sees everything task k-1 saw
+        assert torch.equal(vis & ~previous, owned_mask(owner, k))
+        previous = vis
+
+
+@settings(max_examples=80, deadline=None)
+@given(shapes, ratios, st.integers(0, 10_000), st.booleans())
+def test_prune_mask_matches_a_stable_full_sort(shape, ratio, seed, with_ties):
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.randn(shape, generator=g)
+    if with_ties:  # few distinct magnitudes, both signs: many ties at the threshold
+        weight = torch.randint(-3, 4, shape, generator=g).float()
+    candidates = torch.rand(shape, generator=g) < 0.7
+    mask = prune_mask(weight, candidates, ratio)
+    assert torch.equal(mask, reference_prune(weight, candidates, ratio))
+    assert int(mask.sum()) == num_to_prune(int(candidates.sum()), ratio)
+    assert not (mask & ~candidates).any()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(shapes, min_size=1, max_size=4), ratios, st.integers(0, 10_000), st.booleans())
+def test_global_prune_matches_a_stable_sort_over_all_layers(layer_shapes, ratio, seed, with_ties):
+    g = torch.Generator().manual_seed(seed)
+    weights = [torch.randint(-3, 4, s, generator=g).float() if with_ties else torch.randn(s, generator=g)
+               for s in layer_shapes]
+    candidates = [torch.rand(s, generator=g) < 0.8 for s in layer_shapes]
+    masks = global_prune_masks(weights, candidates, ratio)
+    # Reference: concatenate in layer order and prune with the per-layer rule on the concatenation.
+    flat = reference_prune(torch.cat([w.flatten() for w in weights]), torch.cat([c.flatten() for c in candidates]),
+                           ratio)
+    assert torch.equal(torch.cat([m.flatten() for m in masks]), flat)
+
+
+def test_global_prune_handles_tiny_and_huge_magnitudes_exactly():
+    weights = [torch.tensor([1e-30, 3e38, -2.5, 0.0]), torch.tensor([7.0, 1e-45, -1e-30])]
+    candidates = [torch.ones(4, dtype=torch.bool), torch.ones(3, dtype=torch.bool)]
+    masks = global_prune_masks(weights, candidates, 0.5)  # prunes round(3.5) = 4 smallest
+    assert [m.tolist() for m in masks] == [[True, False, False, True], [False, True, True]]
+
+
+def test_prune_mask_ratio_zero_prunes_nothing_and_ties_break_by_index():
+    w = torch.tensor([0.5, 0.5, 0.5, 0.5])
+    assert prune_mask(w, torch.ones(4, dtype=torch.bool), 0.0).tolist() == [False] * 4
+    assert prune_mask(w, torch.ones(4, dtype=torch.bool), 0.5).tolist() == [True, True, False, False]
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.01, float("nan"), "0.5", None, True])
+def test_check_prune_ratio_refuses_values_outside_the_half_open_interval(bad):
+    with pytest.raises(ValueError, match="prune_ratio"):
+        check_prune_ratio(bad)
+
+
+def test_trainable_mask_before_and_after_pruning():
+    owner = torch.tensor([0, 1, 2, 2, 0], dtype=torch.uint8)
+    assert trainable_mask(owner, 2, retraining=False).tolist() == [True, False, False, False, True]
+    assert trainable_mask(owner, 2, retraining=True).tolist() == [False, False, True, True, False]
+
+
+def test_visible_mask_for_the_255th_task_and_owner_counts():
+    owner = torch.tensor([0, 1, 254, 255], dtype=torch.uint8)
+    assert visible_mask(owner, 255).tolist() == [False, True, True, True]
+    assert visible_mask(owner, 254).tolist() == [False, True, True, False]
+    assert owner_counts(owner)[[0, 1, 254, 255]].tolist() == [1, 1, 1, 1]
+    with pytest.raises(ValueError, match="1 to 255"):
+        visible_mask(owner, 256)
+
+
+def test_owner_map_costs_one_byte_per_weight():
+    owner = new_owner_map(torch.empty(100, 30))
+    assert owner.dtype == torch.uint8 and owner.element_size() * owner.numel() == 3000
