@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from typing import Optional, Sequence
 
 import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .capacity import capacity_schedule, format_capacity
 
@@ -54,31 +58,63 @@ def _format_matrix(R: list[list[float]]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the experiment described by ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    """Run the experiment described by ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
+
+    Launched by ``torchrun --nproc_per_node=N -m packnet``, it runs distributed: one process per rank (gloo on
+    the CPU, nccl with ``--device cuda``, one GPU per process), the model wrapped in ``DistributedDataParallel``,
+    each rank training on its shard with ``--batch-size / N`` examples per step; rank 0 prints.
+    """
     args = build_parser().parse_args(argv)
-    from .data import BENCHMARKS
-    from .experiment import run_packnet
-    from .models import mlp, small_cnn
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda but no CUDA GPU is visible", file=sys.stderr)
         return 2
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun with several processes
+    if launched:
+        dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
+    try:
+        return _run(args, launched)
+    finally:
+        if launched:
+            dist.destroy_process_group()
+
+
+def _run(args: argparse.Namespace, launched: bool) -> int:
+    from .data import BENCHMARKS
+    from .experiment import run_packnet
+    from .models import mlp, small_cnn
+
+    device, world, rank = args.device, 1, 0
+    if launched:
+        world, rank = dist.get_world_size(), dist.get_rank()
+        if device.startswith("cuda"):
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local_rank)
+            device = f"cuda:{local_rank}"
     tasks = BENCHMARKS[args.benchmark](args.tasks, source=args.source, root=args.root, download=args.download,
                                        seed=args.seed)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     build = mlp if args.model == "mlp" else small_cnn
-    model = build([t.task_id for t in tasks], tasks[0].num_classes)
+    model: nn.Module = build([t.task_id for t in tasks], tasks[0].num_classes).to(device)
+    if launched:
+        model = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda")
+                                        else None, find_unused_parameters=True)
     result = run_packnet(
         model, tasks, prune_ratio=args.prune_ratio, epochs=args.epochs, retrain_epochs=args.retrain_epochs,
-        batch_size=args.batch_size, optimizer=lambda ps: torch.optim.SGD(ps, lr=args.lr, momentum=0.9),
-        device=args.device, seed=args.seed, progress=args.progress, pruning=args.pruning,
+        batch_size=max(1, args.batch_size // world),  # the same global batch whatever the number of processes
+        optimizer=lambda ps: torch.optim.SGD(ps, lr=args.lr, momentum=0.9),
+        device=device, seed=args.seed, progress=args.progress and rank == 0, pruning=args.pruning,
         shared_policy=args.shared_policy,
     )
+    result.packnet.verify_consistent()  # owner maps and weights bit-identical on every rank
+    if rank != 0:
+        return 0
     if args.json:
-        print(json.dumps(result.to_dict() | {"config": vars(args)}))
+        print(json.dumps(result.to_dict() | {"world_size": world, "config": vars(args)}))
         return 0
     print(f"PackNet on {args.benchmark}-MNIST ({len(tasks)} tasks, {args.source}), {args.model}, "
-          f"prune ratio {args.prune_ratio}, {result.seconds:.1f} s on {args.device}\n")
+          f"prune ratio {args.prune_ratio}, {result.seconds:.1f} s on {args.device}"
+          + (f" x {world} processes" if world > 1 else "") + "\n")
     print("Test accuracy (%) on each task (columns) after learning each task (rows):")
     print(_format_matrix(result.accuracy_matrix))
     print(f"\naverage accuracy {100 * result.average_accuracy:.2f} %")

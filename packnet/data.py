@@ -71,7 +71,8 @@ class Task:
         """Number of output classes (the size of this task's classifier head)."""
         return len(self.classes)
 
-    def loaders(self, batch_size: int = 128, *, seed: int = 0, shuffle: bool = True) -> tuple[DataLoader, DataLoader]:
+    def loaders(self, batch_size: int = 128, *, seed: int = 0, shuffle: bool = True,
+                distributed: bool = False) -> tuple[DataLoader, DataLoader]:
         """Build fast, deterministic train and test loaders for this task.
 
         Whole batches are fetched with one tensor-indexing call (a ``BatchSampler``
@@ -83,6 +84,9 @@ class Task:
             seed: Seed of the ``torch.Generator`` that shuffles the training set, so
                 two loaders built with the same seed yield the same batch order.
             shuffle: Shuffle the training set (the test set is never shuffled).
+            distributed: Shard the training set across the processes of the current
+                ``torch.distributed`` group with a ``DistributedSampler`` (seeded by ``seed``; every rank
+                gets the same number of batches). The test loader is not sharded: every rank sees it all.
 
         Returns:
             ``(train_loader, test_loader)``; both support ``len()`` (number of batches).
@@ -94,7 +98,11 @@ class Task:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        if shuffle:
+        if distributed:
+            from torch.utils.data.distributed import DistributedSampler
+
+            train_sampler = DistributedSampler(self.train, shuffle=shuffle, seed=seed)
+        elif shuffle:
             generator = torch.Generator().manual_seed(seed)
             train_sampler = RandomSampler(self.train, generator=generator)
         else:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .data import Task
+from .distributed import is_distributed
 from .metrics import average_accuracy, backward_transfer, forgetting, nan_matrix
 from .packnet import OptimizerFactory, PackNet
 
@@ -91,12 +92,13 @@ def run_packnet(model: nn.Module, tasks: Sequence[Task], *, prune_ratio: Union[f
     free for more), :meth:`~packnet.PackNet.freeze`; then every task seen so far is evaluated on its test set.
 
     Args:
-        model: the network (moved to ``device``).
+        model: the network (moved to ``device``), or a ``DistributedDataParallel`` wrapper of it: inside a
+            ``torch.distributed`` process group the training sets are then sharded across processes.
         tasks: the benchmark, e.g. :func:`packnet.data.split_mnist`.
         prune_ratio: passed to :class:`~packnet.PackNet`.
         epochs: training epochs per task.
         retrain_epochs: re-training epochs after pruning.
-        batch_size: training batch size.
+        batch_size: training batch size (per process when running distributed).
         optimizer: optimizer factory for training (default: SGD, lr 0.01, momentum 0.9).
         retrain_optimizer: for re-training (default: the same as ``optimizer``).
         device: where to train.
@@ -108,12 +110,14 @@ def run_packnet(model: nn.Module, tasks: Sequence[Task], *, prune_ratio: Union[f
         An :class:`ExperimentResult`.
     """
     start = time.perf_counter()
-    model.to(device)
+    if not isinstance(model, nn.parallel.DistributedDataParallel):  # a DDP wrapper is built on its device
+        model.to(device)
+    distributed = is_distributed()
     pn = PackNet(model, prune_ratio, **packnet_options)
     R = nan_matrix(len(tasks))
     histories = []
     for i, task in enumerate(tasks):
-        train_loader, _ = task.loaders(batch_size, seed=seed + i)
+        train_loader, _ = task.loaders(batch_size, seed=seed + i, distributed=distributed)
         t = task.task_id
         trained = pn.train_task(t, train_loader, epochs, optimizer=optimizer, device=device, progress=progress)
         pn.prune(t)
@@ -122,4 +126,4 @@ def run_packnet(model: nn.Module, tasks: Sequence[Task], *, prune_ratio: Union[f
         pn.freeze(t)
         histories.append({"train": trained, "retrain": retrained})
         R[i][: i + 1] = evaluate_seen(pn, tasks, i, device=device)
-    return ExperimentResult(R, model, pn, "packnet", histories, time.perf_counter() - start)
+    return ExperimentResult(R, pn.module, pn, "packnet", histories, time.perf_counter() - start)

@@ -15,12 +15,14 @@ The lifecycle of one task is an explicit state machine; a call in the wrong stat
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any, Callable, Hashable, Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from .distributed import broadcast_buffers, check_identical_across_ranks, save_on_rank0
 from .freezing import TrainableSpec, WeightGuard
 from .heads import TaskHeads
 from .masks import MAX_TASKS, apply_visibility_, free_mask, new_owner_map, owner_counts, restore_, trainable_mask
@@ -37,6 +39,12 @@ OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 TaskId = Hashable
 
 _FORMAT = "packnet/1"
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The network inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper (else ``model`` itself)."""
+    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    return model.module if isinstance(model, wrappers) else model
 
 
 def _default_optimizer(params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -106,21 +114,31 @@ class PackNet:
             raise ValueError(f"shared_policy must be one of {SHARED_POLICIES}, got {shared_policy!r}")
         if pruning not in ("layer", "global"):
             raise ValueError(f"pruning must be 'layer' or 'global', got {pruning!r}")
+        module = _unwrap(model)
+        if module is not model and not getattr(model, "find_unused_parameters", True):
+            raise ValueError(
+                "wrap the model as DistributedDataParallel(model, find_unused_parameters=True): under PackNet some "
+                "parameters get no gradient in a phase (other tasks' heads, frozen biases and norms)")
         exclude = set(exclude)
-        unknown = exclude - {name for name, _ in model.named_modules()}
+        unknown = exclude - {name for name, _ in module.named_modules()}
         if unknown:
             raise ValueError(f"exclude names modules the model does not have: {sorted(unknown)}")
         self.model = model
+        """What was wrapped, used for every training forward pass (a ``DistributedDataParallel`` wrapper stays in
+        the loop, so gradients are averaged across processes)."""
+        self.module = module
+        """The network itself (``model.module`` for a DDP wrapper): names, owner maps and checkpoints refer to it,
+        so a checkpoint written under DDP loads into a single-process model and back."""
         self.shared_policy = shared_policy
         self.pruning = pruning
 
-        self._heads: dict[str, TaskHeads] = {n: m for n, m in model.named_modules() if isinstance(m, TaskHeads)}
+        self._heads: dict[str, TaskHeads] = {n: m for n, m in module.named_modules() if isinstance(m, TaskHeads)}
         self._prunable_names: list[str] = []
-        for name, module in model.named_modules():
+        for name, sub in module.named_modules():
             if name in exclude or self._head_prefix(name + ".") is not None:
                 continue
-            weight = getattr(module, "weight", None)
-            if isinstance(module, tuple(prunable)) and isinstance(weight, nn.Parameter):
+            weight = getattr(sub, "weight", None)
+            if isinstance(sub, tuple(prunable)) and isinstance(weight, nn.Parameter):
                 self._prunable_names.append(f"{name}.weight" if name else "weight")
         if not self._prunable_names:
             raise ValueError(
@@ -128,7 +146,7 @@ class PackNet:
                 f"{[t.__name__ for t in prunable]} modules (outside TaskHeads and `exclude`); pass prunable=... "
                 "to choose other module types"
             )
-        params = dict(model.named_parameters())
+        params = dict(module.named_parameters())
         self.owner: dict[str, Tensor] = {n: new_owner_map(params[n]) for n in self._prunable_names}
         self.tasks: list[TaskId] = []
         """Task ids frozen so far, in learning order: the k-th owns the weights with owner value k."""
@@ -162,16 +180,16 @@ class PackNet:
 
     def shared_names(self) -> list[str]:
         """Names of the shared parameters (neither prunable nor in a head)."""
-        return [n for n, _ in self.model.named_parameters() if n not in self.owner and self._head_task(n) is None]
+        return [n for n, _ in self.module.named_parameters() if n not in self.owner and self._head_task(n) is None]
 
     def _shared_buffers(self) -> dict[str, Tensor]:
-        return {n: b for n, b in self.model.named_buffers() if self._head_prefix(n) is None}
+        return {n: b for n, b in self.module.named_buffers() if self._head_prefix(n) is None}
 
     def _norm_modules(self) -> list[_NormBase]:
-        return [m for m in self.model.modules() if isinstance(m, _NormBase)]
+        return [m for m in self.module.modules() if isinstance(m, _NormBase)]
 
     def _params(self) -> dict[str, nn.Parameter]:
-        return dict(self.model.named_parameters())
+        return dict(self.module.named_parameters())
 
     def _owner(self, name: str, like: Tensor) -> Tensor:
         """The owner map of ``name``, moved to ``like``'s device if the model moved (``model.to(device)``)."""
@@ -275,7 +293,7 @@ class PackNet:
             raise RuntimeError("no task is in progress: call start_task(t) or train_task(t, ...) first")
         k, retraining = self.position, self.stage == "pruned"
         specs: list[tuple[str, nn.Parameter, TrainableSpec]] = []
-        for name, p in self.model.named_parameters():
+        for name, p in self.module.named_parameters():
             spec: TrainableSpec
             if not p.requires_grad:
                 spec = False
@@ -322,6 +340,7 @@ class PackNet:
             for h, _ in actives:
                 h.active = task_id
             yield guard
+            broadcast_buffers(self.module)  # DDP leaves each rank with its own last batch's statistics
         finally:
             for m, mode in modes:
                 m.training = mode
@@ -431,6 +450,7 @@ class PackNet:
             masks = global_prune_masks(weights, candidates, ratio)
         else:
             masks = [prune_mask(w, c, ratio) for w, c in zip(weights, candidates)]
+        check_identical_across_ranks(masks, f"pruning masks of task {task_id!r}")  # before anything changes
         pruned = {}
         for name, w, cand, mask in zip(self._prunable_names, weights, candidates, masks):
             w.masked_fill_(mask, 0)
@@ -443,7 +463,7 @@ class PackNet:
         """Make the weights task ``task_id`` kept its own for good (step 4); the pruned ones stay free (step 5)."""
         self._require_stage(task_id, "pruned", "freeze")
         if self.shared_policy == "per_task":
-            state = dict(self.model.named_parameters())
+            state = dict(self.module.named_parameters())
             self._shared_snapshots[task_id] = {
                 **{n: state[n].detach().clone() for n in self.shared_names()},
                 **{n: b.detach().clone() for n, b in self._shared_buffers().items()},
@@ -510,7 +530,7 @@ class PackNet:
 
     @torch.no_grad()
     def _swap_shared(self, snapshot: dict[str, Tensor]) -> Callable[[], None]:
-        tensors = {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}
+        tensors = {**dict(self.module.named_parameters()), **dict(self.module.named_buffers())}
         backup = {n: tensors[n].detach().clone() for n in snapshot}
         for n, v in snapshot.items():
             tensors[n].copy_(v)
@@ -524,7 +544,7 @@ class PackNet:
     def evaluate(self, task_id: TaskId, loader: Iterable, device: Optional[Union[str, torch.device]] = None) -> float:
         """Top-1 accuracy of task ``task_id`` on ``loader`` (run inside :meth:`task`)."""
         with self.task(task_id):
-            return evaluate_accuracy(self.model, loader, device if device is not None else self._device())
+            return evaluate_accuracy(self.module, loader, device if device is not None else self._device())
 
     # ------------------------------------------------------------------ capacity
     def capacity(self) -> list[dict[str, Any]]:
@@ -556,7 +576,7 @@ class PackNet:
         per-task shared parameters. Save it with ``torch.save``."""
         return {
             "format": _FORMAT,
-            "model": self.model.state_dict(),
+            "model": self.module.state_dict(),
             "owner": {n: o.detach().cpu().clone() for n, o in self.owner.items()},
             "tasks": list(self.tasks),
             "current": self.current,
@@ -565,6 +585,16 @@ class PackNet:
             "shared_snapshots": {t: {n: v.cpu().clone() for n, v in s.items()}
                                  for t, s in self._shared_snapshots.items()},
         }
+
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Write :meth:`state_dict` to ``path`` — from rank 0 only when running distributed (all ranks call it)."""
+        save_on_rank0(self.state_dict(), path)
+
+    def verify_consistent(self) -> None:
+        """Check that owner maps, weights and buffers are bit-identical on every rank (a collective; no-op in
+        a single process). Raises ``RuntimeError`` naming the groups of ranks that disagree."""
+        check_identical_across_ranks(list(self.owner.values()), "owner maps")
+        check_identical_across_ranks(list(self.module.state_dict().values()), "model weights and buffers")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; checks that it fits this model first and changes nothing if not."""
@@ -581,13 +611,13 @@ class PackNet:
             if o.shape != self.owner[n].shape or o.dtype != torch.uint8:
                 raise ValueError(f"owner map of {n!r} in the checkpoint is {tuple(o.shape)} {o.dtype}, the model's "
                                  f"weight is {tuple(self.owner[n].shape)}: the checkpoint is for another model")
-        own = self.model.state_dict()
+        own = self.module.state_dict()
         missing, unexpected = set(own) - set(state["model"]), set(state["model"]) - set(own)
         bad_shapes = [n for n in set(own) & set(state["model"]) if own[n].shape != state["model"][n].shape]
         if missing or unexpected or bad_shapes:
             raise ValueError(f"checkpoint does not match this model: missing {sorted(missing)}, unexpected "
                              f"{sorted(unexpected)}, different shapes {sorted(bad_shapes)}")
-        self.model.load_state_dict(state["model"])
+        self.module.load_state_dict(state["model"])
         self.owner = {n: o.to(self.owner[n].device).clone() for n, o in state["owner"].items()}
         self.tasks = list(state["tasks"])
         self.current, self.stage = state["current"], state["stage"]

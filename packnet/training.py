@@ -58,6 +58,7 @@ def train_epochs(model: nn.Module, loader: Iterable, epochs: int, optimizer: tor
     total = epochs * len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     with tqdm(total=total, desc=desc, disable=not progress, leave=False) as bar:
         for epoch in range(epochs):
+            _set_sampler_epoch(loader, epoch)
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.int64)
             seen = 0
@@ -94,6 +95,15 @@ def train_epochs(model: nn.Module, loader: Iterable, epochs: int, optimizer: tor
             history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.3f}")
     return history
+
+
+def _set_sampler_epoch(loader: Iterable, epoch: int) -> None:
+    """Tell a ``DistributedSampler`` (possibly inside a ``BatchSampler``) which epoch it is: new shuffle each."""
+    for holder in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        for sampler in (holder, getattr(holder, "sampler", None)):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+                return
 
 
 @torch.no_grad()
