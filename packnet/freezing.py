@@ -32,12 +32,37 @@ TrainableSpec = Union[bool, Tensor]
 """Per parameter: ``True`` (all entries learn), ``False`` (none do) or a bool mask of the entries that do."""
 
 
+_SAME_SIZE_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
 @dataclass
 class _Partial:
+    """A partly trainable parameter, kept as bit patterns: restoring is two bitwise ops on an integer view.
+
+    ``keep`` has every bit set where the entry is trainable and none elsewhere; ``frozen_bits`` holds the
+    snapshot's bits where the entry is frozen and zeros elsewhere. Then ``(p & keep) | frozen_bits`` is exactly
+    the optimizer's value where trainable and exactly the snapshot elsewhere — NaN, ±inf and -0.0 included —
+    and, unlike ``torch.where`` with a scattered mask on a CPU, it has no data-dependent branch.
+    """
+
     param: nn.Parameter
-    trainable: Tensor  # bool, where the optimizer's result is kept
-    grad_scale: Tensor  # same dtype as the parameter: 1 where trainable, 0 elsewhere
-    snapshot: Tensor  # the values to restore where not trainable
+    keep: Tensor  # integer dtype of the parameter's element size: all ones where trainable, 0 elsewhere
+    frozen_bits: Tensor  # the snapshot's bits where frozen, 0 where trainable
+
+    @classmethod
+    def build(cls, param: nn.Parameter, trainable: Tensor) -> "_Partial":
+        bits = _SAME_SIZE_INT[param.element_size()]
+        keep = trainable.to(bits).neg_()  # True -> -1 (all bits set), False -> 0
+        frozen_bits = param.detach().clone().view(bits).bitwise_and_(keep.bitwise_not())
+        return cls(param, keep, frozen_bits)
+
+    def restore(self) -> None:
+        self.param.detach().view(self.keep.dtype).bitwise_and_(self.keep).bitwise_or_(self.frozen_bits)
+
+    def mask_gradient(self) -> None:
+        grad = self.param.grad
+        if grad is not None:  # +0.0 exactly where frozen, even if the gradient there was inf or NaN
+            grad.view(self.keep.dtype).bitwise_and_(self.keep)
 
 
 @dataclass
@@ -81,7 +106,7 @@ class WeightGuard:
                 if spec.shape != param.shape:
                     raise ValueError(f"trainable mask shape {tuple(spec.shape)} != parameter shape {tuple(param.shape)}")
                 spec = spec.to(device=param.device, dtype=torch.bool)
-                n_trainable = int(spec.sum())
+                n_trainable = int(torch.count_nonzero(spec))
                 if n_trainable == spec.numel():
                     spec = True
                 elif n_trainable == 0:
@@ -90,10 +115,10 @@ class WeightGuard:
                 guard.trainable_params.append(param)
             elif spec is False:
                 guard.frozen.append((param, param.detach().clone()))
+            elif param.element_size() not in _SAME_SIZE_INT:
+                raise TypeError(f"cannot protect a parameter of dtype {param.dtype} entry by entry")
             else:
-                guard.partial.append(
-                    _Partial(param, spec, spec.to(param.dtype), param.detach().clone())
-                )
+                guard.partial.append(_Partial.build(param, spec))
         return guard
 
     def parameters(self) -> list[nn.Parameter]:
@@ -107,13 +132,8 @@ class WeightGuard:
     @torch.no_grad()
     def mask_gradients(self) -> None:
         """Zero the gradients of every entry that must not learn (call after ``backward()``, before ``step()``)."""
-        grads, scales = [], []
         for part in self.partial:
-            if part.param.grad is not None:
-                grads.append(part.param.grad)
-                scales.append(part.grad_scale)
-        if grads:
-            torch._foreach_mul_(grads, scales)
+            part.mask_gradient()
         for param, _ in self.frozen:
             if param.grad is not None:
                 param.grad = None
@@ -125,7 +145,7 @@ class WeightGuard:
         Bit-exact whatever the optimizer did: momentum, weight decay (coupled or decoupled), Adam moments.
         """
         for part in self.partial:
-            torch.where(part.trainable, part.param, part.snapshot, out=part.param.data)
+            part.restore()
         for param, snapshot in self.frozen:
             param.copy_(snapshot)
 

@@ -22,6 +22,8 @@ from torch import Tensor
 FREE = 0
 """Owner value of a weight that no task owns (never used, or pruned)."""
 
+_SAME_SIZE_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
 MAX_TASKS = 255
 """An owner map is ``uint8``: owner values 1..255, so at most 255 tasks fit in one network."""
 
@@ -135,8 +137,12 @@ def apply_visibility_(weight: Tensor, owner: Tensor, k: int) -> Tensor:
     """
     with torch.no_grad():
         backup = weight.detach().clone()
-        torch.where(visible_mask(owner, k), weight, torch.zeros((), dtype=weight.dtype, device=weight.device),
-                    out=weight.data)
+        bits = _SAME_SIZE_INT.get(weight.element_size())
+        if bits is None:
+            torch.where(visible_mask(owner, k), weight, torch.zeros((), dtype=weight.dtype, device=weight.device),
+                        out=weight.data)
+        else:  # AND with all-ones / all-zeros bit patterns: +0.0 where hidden, no data-dependent branch
+            weight.detach().view(bits).bitwise_and_(visible_mask(owner, k).to(bits).neg_())
     return backup
 
 

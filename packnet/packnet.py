@@ -455,7 +455,7 @@ class PackNet:
         for name, w, cand, mask in zip(self._prunable_names, weights, candidates, masks):
             w.masked_fill_(mask, 0)
             self.owner[name].masked_fill_(cand & ~mask, self.position)
-            pruned[name] = int(mask.sum())
+            pruned[name] = int(torch.count_nonzero(mask))
         self.stage = "pruned"
         return pruned
 

@@ -56,14 +56,21 @@ def _scores(weight: Tensor, candidates: Tensor) -> Tensor:
     return torch.where(candidates, weight.detach().abs().float(), inf)
 
 
+def _count(mask: Tensor) -> int:
+    return int(torch.count_nonzero(mask))
+
+
 def _select_smallest(scores: Tensor, threshold: Tensor, ties_to_take: int) -> Tensor:
     """Entries strictly below ``threshold`` plus the first ``ties_to_take`` entries equal to it (flat order)."""
     below = scores < threshold
     if ties_to_take <= 0:
         return below
-    equal = (scores == threshold).flatten()
-    first_ties = (torch.cumsum(equal, 0, dtype=torch.int64) <= ties_to_take) & equal
-    return below | first_ties.view_as(below)
+    equal = scores == threshold
+    if ties_to_take >= _count(equal):  # the usual case: the k-th value itself is the only tie
+        return below | equal
+    first_ties = equal.flatten().nonzero().squeeze(1)[:ties_to_take]
+    below.view(-1)[first_ties] = True
+    return below
 
 
 def prune_mask(weight: Tensor, candidates: Tensor, prune_ratio: float) -> Tensor:
@@ -87,13 +94,13 @@ def prune_mask(weight: Tensor, candidates: Tensor, prune_ratio: float) -> Tensor
     """
     if candidates.shape != weight.shape:
         raise ValueError(f"candidates shape {tuple(candidates.shape)} != weight shape {tuple(weight.shape)}")
-    n = int(candidates.sum())
+    n = _count(candidates)
     k = num_to_prune(n, prune_ratio)
     if k == 0:
         return torch.zeros_like(candidates)
     scores = _scores(weight, candidates)
     threshold = torch.kthvalue(scores.flatten(), k).values
-    n_below = int((scores < threshold).sum())
+    n_below = _count(scores < threshold)
     return _select_smallest(scores, threshold, k - n_below)
 
 
@@ -126,7 +133,7 @@ def global_prune_masks(weights: Sequence[Tensor], candidates: Sequence[Tensor], 
     """
     if len(weights) != len(candidates):
         raise ValueError("global_prune_masks needs one candidates mask per weight tensor")
-    n = sum(int(c.sum()) for c in candidates)
+    n = sum(_count(c) for c in candidates)
     k = num_to_prune(n, prune_ratio)
     if k == 0:
         return [torch.zeros_like(c) for c in candidates]
@@ -147,10 +154,10 @@ def global_prune_masks(weights: Sequence[Tensor], candidates: Sequence[Tensor], 
     low_bits = int(torch.searchsorted(torch.cumsum(low, 0), torch.tensor(k_in_bucket)))
     threshold = torch.tensor([(bucket << 16) | low_bits], dtype=torch.int32).view(torch.float32)[0]
     # Everything strictly below goes; ties are taken in layer order, then flat order.
-    masks, ties_left = [], k - sum(int((s < threshold.to(s.device)).sum()) for s in scores)
+    masks, ties_left = [], k - sum(_count(s < threshold.to(s.device)) for s in scores)
     for s in scores:
         t = threshold.to(s.device)
         mask = _select_smallest(s, t, ties_left)
-        ties_left -= int((mask & (s == t)).sum())
+        ties_left -= _count(mask & (s == t))
         masks.append(mask)
     return masks

@@ -115,3 +115,30 @@ def test_frozen_parameters_handed_to_an_optimizer_anyway_are_restored():
     opt.step()
     guard.restore_frozen()
     assert torch.equal(layer.bias, before)
+
+
+def test_masked_gradients_are_exactly_zero_even_where_they_were_inf_or_nan():
+    """A NaN left in a frozen entry's gradient would poison gradient-norm clipping of the trainable ones."""
+    layer, trainable = layer_and_masks()
+    guard = WeightGuard.from_specs([(layer.weight, trainable)])
+    layer.weight.grad = torch.full_like(layer.weight, float("nan"))
+    layer.weight.grad[0, 0] = float("inf")
+    guard.mask_gradients()
+    frozen_grads = layer.weight.grad[~trainable]
+    assert torch.equal(frozen_grads, torch.zeros_like(frozen_grads))
+    assert (~torch.isfinite(layer.weight.grad[trainable])).all()  # trainable entries untouched
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_restore_is_bit_exact_for_every_float_width_including_special_values(dtype):
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.tensor([1.5, -0.0, float("inf"), float("nan"), -2.0, 3.0], dtype=dtype))
+    trainable = torch.tensor([True, False, False, False, True, False])
+    before = p.detach().clone()
+    guard = WeightGuard.from_specs([(p, trainable)])
+    with torch.no_grad():
+        p.add_(1.0).neg_()
+    guard.restore_frozen()
+    bits = {2: torch.int16, 8: torch.int64}[p.element_size()]
+    assert torch.equal(p.detach()[~trainable].view(bits), before[~trainable].view(bits))  # -0.0 and NaN bits too
+    assert torch.equal(p.detach()[trainable], -(before[trainable] + 1))
