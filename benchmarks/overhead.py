@@ -1,0 +1,485 @@
+#!/usr/bin/env python
+"""What PackNet costs on top of plain PyTorch, measured in one run on the same model and batch.
+
+    python benchmarks/overhead.py                 # full run (~2-3 min on a 2-core CPU)
+    python benchmarks/overhead.py --quick         # smoke run (~20 s): fewer repeats, 14 M weights to prune
+    python benchmarks/overhead.py --device cuda   # on a GPU (also checks a training step makes no host sync)
+    python benchmarks/overhead.py --json          # one JSON object on stdout instead of the tables
+
+Four measurements (see benchmarks/README.md for what each one means):
+
+1. train step   — a PackNet training step of a *second* task (the first one pruned and frozen, so every
+                  prunable weight has a partial trainable mask) / the plain step of an identical model copy;
+                  MLP 784-1024-1024-10 and the small CNN, batch 128, SGD (momentum 0.9) and AdamW; plus
+                  the time of ``guard.mask_gradients()`` and ``guard.restore_frozen()`` on their own.
+2. task forward — one forward inside ``with pn.task(0):`` (entered once) / the plain forward; and the cost of
+                  entering and leaving the context.
+3. prune        — ``prune_mask`` per layer and ``global_prune_masks`` over VGG-16's weight shapes (138 M
+                  weights) / one ``torch.kthvalue`` pass per tensor.
+4. mask bytes   — bytes of mask per prunable weight: PackNet's uint8 owner maps / one bool mask per task.
+
+Methodology: ``torch.utils.benchmark.Timer`` (same thread count both sides, accelerator synchronisation) with
+warm-up; each measurement is ``--rounds`` rounds of ``--number`` iterations, the baseline and PackNet sides
+alternating (order flipped every round) so that drift hits both; times are the medians over rounds and the
+ratio is the median of the per-round paired ratios, with its min-max over rounds as a noise indicator.
+This is a script, not a test: it asserts nothing and always exits 0 unless it crashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.benchmark import Timer
+
+try:
+    import packnet
+except ImportError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    import packnet
+from packnet import PackNet, TaskHeads, global_prune_masks, owned_mask, prune_mask
+from packnet.models import mlp, small_cnn
+
+TRAIN_GOAL = 1.05
+FORWARD_GOAL = 1.02
+PRUNE_RATIO = 0.75
+BATCH = 128
+
+# VGG-16 (ImageNet): the weight tensors of its 13 convolutions and 3 fully connected layers, 138.3 M weights.
+VGG16_CONV = [(64, 3, 3, 3), (64, 64, 3, 3), (128, 64, 3, 3), (128, 128, 3, 3), (256, 128, 3, 3),
+              (256, 256, 3, 3), (256, 256, 3, 3), (512, 256, 3, 3), (512, 512, 3, 3), (512, 512, 3, 3),
+              (512, 512, 3, 3), (512, 512, 3, 3), (512, 512, 3, 3)]
+VGG16_FC = [(4096, 25088), (4096, 4096), (1000, 4096)]
+
+
+# ---------------------------------------------------------------------------------------------- reporting
+@dataclass
+class Row:
+    section: str
+    name: str
+    packnet: float  # seconds (bytes/weight for the mask rows)
+    baseline: float
+    ratio: float
+    goal: Optional[float] = None  # ratio goal; None: informative only
+    unit: str = "s"
+    spread: Optional[tuple[float, float]] = None  # min and max of the per-round ratios
+    note: str = ""
+
+    @property
+    def met(self) -> Optional[bool]:
+        return None if self.goal is None else self.ratio <= self.goal
+
+
+@dataclass
+class Report:
+    env: dict[str, Any] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+    breakdown: list[dict[str, Any]] = field(default_factory=list)
+    sync_checks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fmt_value(v: float, unit: str) -> str:
+    if unit != "s":
+        return f"{v:.3g} {unit}"
+    if v >= 1:
+        return f"{v:.3f} s"
+    if v >= 1e-3:
+        return f"{v * 1e3:.3f} ms"
+    return f"{v * 1e6:.1f} us"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def print_report(rep: Report) -> None:
+    print("PackNet overhead benchmark")
+    for k, v in rep.env.items():
+        print(f"  {k:18s} {v}")
+    print()
+    header = ["measurement", "packnet", "baseline", "ratio", "min..max", "goal", "met?"]
+    body = []
+    for r in rep.rows:
+        spread = f"{r.spread[0]:.3f}..{r.spread[1]:.3f}" if r.spread else ""
+        goal = f"<= {r.goal:g}" if r.goal is not None else "-"
+        met = "-" if r.met is None else ("yes" if r.met else "NO")
+        body.append([f"{r.section}: {r.name}", fmt_value(r.packnet, r.unit), fmt_value(r.baseline, r.unit),
+                     f"{r.ratio:.3f}", spread, goal, met])
+    print(table(header, body))
+    notes = [f"  [{r.section}: {r.name}] {r.note}" for r in rep.rows if r.note]
+    if notes:
+        print("\nnotes:\n" + "\n".join(notes))
+    if rep.breakdown:
+        print("\nwhere the training-step overhead goes (each part timed on its own, same rounds):")
+        header = ["case", "plain step", "packnet step", "extra", "mask_gradients", "restore_frozen",
+                  "mask+restore / plain"]
+        body = [[b["case"], fmt_value(b["plain_step_s"], "s"), fmt_value(b["packnet_step_s"], "s"),
+                 fmt_value(b["extra_s"], "s") if b["extra_s"] >= 0 else "-" + fmt_value(-b["extra_s"], "s"),
+                 fmt_value(b["mask_gradients_s"], "s"), fmt_value(b["restore_frozen_s"], "s"),
+                 f"{100 * b['guard_fraction']:.1f} %"] for b in rep.breakdown]
+        print(table(header, body))
+    if rep.sync_checks:
+        print("\nCUDA host-device synchronisation check (one PackNet step under set_sync_debug_mode('error')):")
+        for c in rep.sync_checks:
+            print(f"  {c['case']}: {c['result']}")
+    ncpu = os.cpu_count() or 1
+    start = float(rep.env.get("load average", "0").split()[0])
+    end = float(rep.env.get("load average (end)", "0").split()[0])
+    # The end figure includes this script's own threads; anything well beyond them is someone else.
+    if start > 0.5 * ncpu or end > int(rep.env["threads"]) + 0.5 * ncpu:
+        print(f"\nWARNING: 1-minute load average {start:.1f} at start, {end:.1f} at end, on {ncpu} logical CPUs: "
+              "other processes competed for the CPU, so these times and ratios are noisy; re-run on a quiet "
+              "machine.")
+
+
+# ---------------------------------------------------------------------------------------------- timing
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(timers: dict[str, Timer], numbers: dict[str, int], rounds: int) -> dict[str, list[float]]:
+    """Per-iteration times of each timer, one per round; the order of the timers is flipped every round.
+
+    ``Timer.timeit`` warms up (``max(number // 100, 2)`` iterations) before each measured block, so each side
+    starts its block with warm caches even though the sides alternate.
+    """
+    names = list(timers)
+    for n in names:  # warm-up: lazy init, allocator, optimizer state
+        timers[n].timeit(max(2, numbers[n] // 2))
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for n in (names if r % 2 == 0 else names[::-1]):
+            times[n].append(timers[n].timeit(numbers[n]).median)
+    return times
+
+
+def paired(base: list[float], pk: list[float]) -> tuple[float, float, float, tuple[float, float]]:
+    """Median baseline, median packnet, median of per-round ratios, (min, max) of those ratios."""
+    ratios = [p / b for p, b in zip(pk, base)]
+    return statistics.median(base), statistics.median(pk), statistics.median(ratios), (min(ratios), max(ratios))
+
+
+def timed_once(fn: Callable[[], Any], device: torch.device) -> float:
+    """Wall time of one call (for multi-second operations, where Timer's per-call warm-up would triple the run)."""
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------------- scenario
+def build_models(kind: str, device: torch.device) -> nn.Module:
+    if kind == "mlp":
+        return mlp(range(2), 10, hidden=(1024, 1024)).to(device)  # 784-1024-1024-10, 1.86 M weights
+    return small_cnn(range(2), 10).to(device)
+
+
+def second_task_scenario(kind: str, device: torch.device, seed: int):
+    """PackNet with task 0 trained (3 steps), pruned (75 %) and frozen; plus a deep copy of the model then.
+
+    Returns ``(pn, model, plain, x, y)``; ``plain`` is an independent ``nn.Module`` with the same weights.
+    """
+    torch.manual_seed(seed)
+    model = build_models(kind, device)
+    pn = PackNet(model, prune_ratio=PRUNE_RATIO)
+    x = torch.randn(BATCH, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (BATCH,), device=device)
+    pn.start_task(0)
+    with pn.training(0) as guard:
+        opt = torch.optim.SGD(guard.parameters(), lr=0.01, momentum=0.9)
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            guard.mask_gradients()
+            opt.step()
+            guard.restore_frozen()
+    pn.prune(0)
+    pn.freeze(0)
+    # A plain copy of the same weights (PackNet attaches nothing to the model: owner maps live in `pn`).
+    plain = copy.deepcopy(model)
+    return pn, model, plain, x, y
+
+
+def set_active(model: nn.Module, task: int) -> None:
+    for m in model.modules():
+        if isinstance(m, TaskHeads):
+            m.active = task
+
+
+def mirror(src: nn.Module, dst: nn.Module) -> None:
+    """Give ``dst`` the train/eval modes and requires_grad flags ``src`` has inside ``pn.training``.
+
+    So the baseline computes exactly the same forward and backward (BatchNorm frozen in eval mode, no
+    gradients for the frozen biases / other heads): the only difference left is the guard.
+    """
+    for a, b in zip(src.modules(), dst.modules()):
+        b.training = a.training
+    for a, b in zip(src.parameters(), dst.parameters()):
+        b.requires_grad_(a.requires_grad)
+
+
+OPTIMIZERS: dict[str, Callable[[list], torch.optim.Optimizer]] = {
+    "sgd": lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9),
+    "adamw": lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=1e-2),
+}
+
+PLAIN_STEP = "popt.zero_grad(set_to_none=True); F.cross_entropy(plain(x), y).backward(); popt.step()"
+PACKNET_STEP = ("opt.zero_grad(set_to_none=True); F.cross_entropy(model(x), y).backward(); "
+                "guard.mask_gradients(); opt.step(); guard.restore_frozen()")
+
+
+def bench_model(kind: str, args: argparse.Namespace, device: torch.device, rep: Report) -> None:
+    pn, model, plain, x, y = second_task_scenario(kind, device, args.seed)
+    label = {"mlp": "MLP 784-1024-1024-10", "cnn": "small CNN"}[kind]
+
+    # ---- 2. task forward: pn.task(0) entered once, then plain-speed forwards.
+    fwd_plain = copy.deepcopy(plain)
+    fwd_plain.eval()
+    set_active(fwd_plain, 0)
+    g = {"torch": torch, "F": F, "pn": pn, "model": model, "plain": fwd_plain, "x": x}
+    log(f"[{kind}] task forward")
+    ctx = pn.task(0)
+    ctx.__enter__()
+    try:
+        timers = {"plain": Timer("with torch.no_grad(): plain(x)", globals=g, num_threads=args.threads),
+                  "packnet": Timer("with torch.no_grad(): model(x)", globals=g, num_threads=args.threads)}
+        t = interleaved(timers, {"plain": args.number * 4, "packnet": args.number * 4}, args.rounds)
+    finally:
+        ctx.__exit__(None, None, None)
+    b, p, ratio, spread = paired(t["plain"], t["packnet"])
+    rep.rows.append(Row("task forward", f"{kind} forward in pn.task(0)", p, b, ratio, FORWARD_GOAL,
+                        spread=spread))
+    entry = Timer("with pn.task(0): pass", globals=g, num_threads=args.threads)
+    entry_times = [entry.timeit(args.number).median for _ in range(args.rounds)]
+    e = statistics.median(entry_times)
+    rep.rows.append(Row("task forward", f"{kind} pn.task(0) enter+exit", e, b, e / b, None,
+                        note=f"entering and leaving the context once costs {e / b:.2f} plain forwards "
+                             f"of {label} (batch {BATCH}); ratio = that count, no goal"))
+
+    # ---- 1. training step of task 1 with task 0 frozen.
+    pn.start_task(1)
+    ctx = pn.training(1)
+    guard = ctx.__enter__()
+    try:
+        n_partial = len(guard.partial)
+        mirror(model, plain)
+        set_active(plain, 1)
+        for opt_name in args.optimizers:
+            log(f"[{kind}] train step, {opt_name}")
+            opt = OPTIMIZERS[opt_name](guard.parameters())
+            popt = OPTIMIZERS[opt_name](list(plain.parameters()))
+            g = {"torch": torch, "F": F, "model": model, "plain": plain, "x": x, "y": y, "opt": opt,
+                 "popt": popt, "guard": guard}
+            timers = {
+                "plain": Timer(PLAIN_STEP, globals=g, num_threads=args.threads),
+                "packnet": Timer(PACKNET_STEP, globals=g, num_threads=args.threads),
+                # Both are idempotent, so they can be timed on their own right after the steps above.
+                "mask_gradients": Timer("guard.mask_gradients()", globals=g, num_threads=args.threads),
+                "restore_frozen": Timer("guard.restore_frozen()", globals=g, num_threads=args.threads),
+            }
+            numbers = {"plain": args.number, "packnet": args.number,
+                       "mask_gradients": args.number * 5, "restore_frozen": args.number * 5}
+            t = interleaved(timers, numbers, args.rounds)
+            b, p, ratio, spread = paired(t["plain"], t["packnet"])
+            rep.rows.append(Row("train step", f"{kind} {opt_name}", p, b, ratio, TRAIN_GOAL, spread=spread))
+            mg, rf = statistics.median(t["mask_gradients"]), statistics.median(t["restore_frozen"])
+            rep.breakdown.append({
+                "case": f"{kind} {opt_name}", "plain_step_s": b, "packnet_step_s": p, "extra_s": p - b,
+                "mask_gradients_s": mg, "restore_frozen_s": rf, "guard_fraction": (mg + rf) / b,
+                "partial_parameters": n_partial,
+            })
+            if device.type == "cuda":
+                rep.sync_checks.append(cuda_sync_check(f"{kind} {opt_name}", g))
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+def cuda_sync_check(case: str, g: dict[str, Any]) -> dict[str, Any]:
+    """Run one PackNet step with CUDA's sync debug mode set to raise on any host-device synchronisation."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        exec(PACKNET_STEP, dict(g))
+        result = {"case": case, "synchronizes": False, "result": "no host-device sync (ok)"}
+    except RuntimeError as err:
+        result = {"case": case, "synchronizes": True, "result": f"SYNCHRONIZES: {str(err).splitlines()[0]}"}
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- 3. prune
+def bench_prune(args: argparse.Namespace, device: torch.device, rep: Report) -> None:
+    shapes = VGG16_CONV if args.quick else VGG16_CONV + VGG16_FC
+    gen = torch.Generator(device=device).manual_seed(args.seed)
+    weights = [torch.empty(s, device=device).normal_(0, 0.01, generator=gen) for s in shapes]
+    cands = [torch.ones(s, dtype=torch.bool, device=device) for s in shapes]
+    n = sum(w.numel() for w in weights)
+    ks = [int(round(PRUNE_RATIO * w.numel())) for w in weights]
+    what = f"{len(shapes)} VGG-16 {'conv ' if args.quick else ''}weight tensors, {n / 1e6:.1f} M weights"
+    log(f"[prune] {what}")
+
+    def kth_pass() -> None:
+        for w, k in zip(weights, ks):
+            torch.kthvalue(w.flatten(), k)
+
+    def layer_pass() -> None:
+        for w, c in zip(weights, cands):
+            prune_mask(w, c, PRUNE_RATIO)
+
+    def global_pass() -> None:
+        global_prune_masks(weights, cands, PRUNE_RATIO)
+
+    # Warm-up on a small tensor (first-call costs), not on the big ones: one pass of all three takes seconds.
+    small_w, small_c = weights[:2], cands[:2]
+    torch.kthvalue(small_w[1].flatten(), 10)
+    prune_mask(small_w[1], small_c[1], PRUNE_RATIO)
+    global_prune_masks(small_w, small_c, PRUNE_RATIO)
+    passes = {"kthvalue": kth_pass, "layer": layer_pass, "global": global_pass}
+    times: dict[str, list[float]] = {k: [] for k in passes}
+    for r in range(args.prune_repeats):
+        order = list(passes) if r % 2 == 0 else list(passes)[::-1]
+        for name in order:
+            times[name].append(timed_once(passes[name], device))
+    b = times["kthvalue"]
+    for name, label in (("layer", "per-layer prune_mask"), ("global", "global_prune_masks")):
+        base, pk, ratio, spread = paired(b, times[name])
+        rep.rows.append(Row("prune", f"{label}, {n / 1e6:.0f} M weights", pk, base, ratio, None, spread=spread,
+                            note=(f"{what}; baseline: one torch.kthvalue per tensor, times summed" if name == "layer"
+                                  else "")))
+    del weights, cands
+
+
+# ---------------------------------------------------------------------------------------------- 4. mask bytes
+def bench_mask_bytes(args: argparse.Namespace, rep: Report) -> None:
+    """Owner-map bytes per prunable weight after T tasks (measured) vs one bool mask per task (materialised)."""
+    log("[mask bytes]")
+    torch.manual_seed(args.seed)
+    t_max = 10
+    model = mlp(range(t_max), 10, hidden=(256, 256))
+    pn = PackNet(model, prune_ratio=PRUNE_RATIO)
+    params = dict(model.named_parameters())
+    n_weights = sum(params[name].numel() for name in pn.prunable_names)
+    for t in range(t_max):
+        pn.start_task(t)
+        pn.prune(t)  # no training needed to assign owners; prune then freeze, as prune_and_freeze does
+        pn.freeze(t)
+        T = t + 1
+        if T in (1, 4, 10):
+            owner_bytes = sum(o.numel() * o.element_size() for o in pn.owner.values())
+            bool_bytes = sum(m.numel() * m.element_size()
+                             for o in pn.owner.values() for k in range(1, T + 1) for m in [owned_mask(o, k)])
+            pk, base = owner_bytes / n_weights, bool_bytes / n_weights
+            rep.rows.append(Row("mask bytes", f"T={T} tasks", pk, base, pk / base, None, unit="B/weight",
+                                note=("packnet: uint8 owner maps (pn.owner); baseline: one torch.bool mask per "
+                                      "task per weight tensor" if T == 1 else "")))
+
+
+# ---------------------------------------------------------------------------------------------- main
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    env = {
+        "torch": torch.__version__,
+        "packnet": getattr(packnet, "__version__", "?"),
+        "python": platform.python_version(),
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "cpu": f"{cpu_model()}, {os.cpu_count()} logical CPUs",
+        "threads": args.threads,
+        "mode": "quick" if args.quick else "full",
+        "rounds x number": f"{args.rounds} x {args.number}",
+    }
+    if hasattr(os, "getloadavg"):
+        env["load average"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    return env
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: fewer repeats, 14 M weights to prune")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                    help="intra-op threads, the same for both sides (default: torch's, %(default)s here)")
+    ap.add_argument("--rounds", type=int, default=None, help="alternating rounds per measurement (7; quick 3)")
+    ap.add_argument("--number", type=int, default=None, help="training steps per round (10; quick 3; x5 on cuda)")
+    ap.add_argument("--prune-repeats", type=int, default=None, help="repeats of each prune pass (3; quick 2)")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["train", "prune", "bytes"],
+                    help="sections to leave out (train also skips the task forward)")
+    ap.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=list(OPTIMIZERS))
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    args.rounds = args.rounds or (3 if args.quick else 7)
+    # A CUDA step of these small models takes well under a millisecond: more steps per timed block there.
+    args.number = args.number or ((3 if args.quick else 10) * (5 if args.device == "cuda" else 1))
+    args.prune_repeats = args.prune_repeats or (2 if args.quick else 3)
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device is available", file=sys.stderr)
+        return 2
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    rep = Report(env=environment(args, device))
+    start = time.perf_counter()
+    if "train" not in args.skip:
+        for kind in ("mlp", "cnn"):
+            bench_model(kind, args, device, rep)
+        if device.type != "cuda":
+            rep.sync_checks = []  # the CUDA sync check only means something on CUDA; skipped on CPU
+    if "prune" not in args.skip:
+        bench_prune(args, device, rep)
+    if "bytes" not in args.skip:
+        bench_mask_bytes(args, rep)
+    rep.env["wall time"] = f"{time.perf_counter() - start:.1f} s"
+    if hasattr(os, "getloadavg"):
+        rep.env["load average (end)"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    if args.json:
+        out = {"env": rep.env,
+               "rows": [{**asdict(r), "met": r.met} for r in rep.rows],
+               "breakdown": rep.breakdown,
+               "cuda_sync_check": rep.sync_checks if device.type == "cuda" else "skipped (not on CUDA)"}
+        print(json.dumps(out, indent=2))
+    else:
+        print_report(rep)
+        if device.type != "cuda":
+            print("\nCUDA host-device sync check: skipped (device is cpu).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
