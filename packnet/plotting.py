@@ -11,7 +11,9 @@ from typing import Any, Optional, Sequence
 
 from torch import Tensor
 
-__all__ = ["plot_accuracy_matrix", "plot_owner_map", "plot_capacity", "owner_colormap"]
+__all__ = ["plot_accuracy_matrix", "plot_owner_map", "plot_capacity", "owner_colormap",
+           "plot_task_weights", "plot_weight_histogram", "plot_frozen_drift",
+           "plot_forgetting", "plot_used_shares"]
 
 
 def _axes(ax: Any, figsize: tuple[float, float] = (5, 4)) -> Any:
@@ -126,6 +128,225 @@ def plot_capacity(schedule: Sequence[dict], ax: Any = None, *, measured: Optiona
     ax.set_xlabel("task")
     ax.set_ylabel("fraction of prunable weights")
     ax.set_ylim(0, 1.05)
+    ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_task_weights(report: Sequence[dict], ax: Any = None, *, task_names: Optional[Sequence[str]] = None,
+                      title: str = "") -> Any:
+    """Bars of how many prunable weights each task owns, stacked by layer, plus the weights still free.
+
+    Where :func:`plot_capacity` shows fractions of the whole network, this shows counts — what each task
+    really costs, and in which layers — read from :meth:`~packnet.PackNet.capacity`. Each bar is labelled
+    with its total.
+
+    Args:
+        report: rows from :meth:`~packnet.PackNet.capacity` (the ``"total"`` row is skipped).
+        ax: axes to draw on (a new figure if omitted).
+        task_names: tick labels for the tasks (default: the task ids); the last bar is always ``free``.
+        title: axes title.
+
+    Returns:
+        The axes; ``ax.containers[k]`` holds layer ``k``'s bars (one per task, then ``free``).
+
+    Examples:
+        >>> import matplotlib; matplotlib.use("Agg")
+        >>> from torch import nn
+        >>> from packnet import PackNet
+        >>> pn = PackNet(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), prune_ratio=0.5)
+        >>> pn.start_task(0); _ = pn.prune(0); pn.freeze(0)
+        >>> ax = plot_task_weights(pn.capacity())
+        >>> [int(bar.get_height()) for bar in ax.containers[0]]   # layer "0": task 0 keeps 16 of 32 weights
+        [16, 16]
+    """
+    import numpy as np
+
+    ax = _axes(ax, (6, 3.5))
+    layers = [row for row in report if row["layer"] != "total"]
+    tasks = list(layers[0]["owned"]) if layers else []
+    names = [str(n) for n in (task_names if task_names is not None else tasks)] + ["free"]
+    x = np.arange(len(names))
+    bottom = np.zeros(len(names))
+    for row in layers:
+        n = row["weights"]
+        counts = np.array([round(row["owned"][t] * n) for t in tasks] + [round(row["free"] * n)], dtype=float)
+        ax.bar(x, counts, bottom=bottom, label=row["layer"])
+        bottom += counts
+    for xi, total in zip(x, bottom):
+        ax.annotate(f"{int(total):,}", (xi, total), xytext=(0, 2), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=8)
+    ax.set_xticks(x, names)
+    ax.set_xlabel("task")
+    ax.set_ylabel("prunable weights owned")
+    ax.set_ylim(0, bottom.max() * 1.12 if len(bottom) else 1)
+    ax.legend(title="layer", frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_weight_histogram(weight: Tensor, pruned_mask: Optional[Tensor] = None, ax: Any = None, *, bins: int = 100,
+                          title: str = "", log: bool = False) -> Any:
+    """Histogram of a layer's weight values, split into the ones magnitude pruning keeps and the ones it prunes.
+
+    Magnitude pruning removes a band of values around zero: drawn stacked on the same bins, the pruned
+    weights fill the middle of the histogram and the kept ones its two tails, with the threshold ``±τ``
+    (the largest pruned magnitude) as dashed lines. Without a mask it is a plain histogram, e.g. of the
+    survivors after pruning (pass ``weight[~pruned_mask]``: the pruned weights are exactly 0 then).
+
+    Args:
+        weight: the weights (any shape; flattened).
+        pruned_mask: bool mask of the entries pruning selects (same shape as ``weight``), or ``None``.
+        ax: axes to draw on (a new figure if omitted).
+        bins: number of histogram bins.
+        title: axes title.
+        log: logarithmic count axis.
+
+    Returns:
+        The axes.
+
+    Examples:
+        >>> import matplotlib; matplotlib.use("Agg")
+        >>> import torch
+        >>> w = torch.tensor([-0.75, -0.25, 0.125, 0.5, 1.0])
+        >>> ax = plot_weight_histogram(w, w.abs() < 0.3, bins=4)
+        >>> [line.get_xdata()[0] for line in ax.get_lines()]   # the threshold: largest pruned |w|
+        [-0.25, 0.25]
+    """
+    import numpy as np
+
+    ax = _axes(ax, (5, 3.5))
+    values = weight.detach().cpu().float().flatten().numpy()
+    edges = np.histogram_bin_edges(values, bins=bins) if values.size else bins
+    if pruned_mask is None:
+        ax.hist(values, bins=edges, color="#1f77b4", log=log, label=f"{values.size:,} weights")
+    else:
+        if pruned_mask.shape != weight.shape:
+            raise ValueError(f"pruned_mask shape {tuple(pruned_mask.shape)} != weight shape {tuple(weight.shape)}")
+        pruned = pruned_mask.detach().cpu().flatten().numpy().astype(bool)
+        kept_values, pruned_values = values[~pruned], values[pruned]
+        ax.hist([kept_values, pruned_values], bins=edges, stacked=True, log=log, color=["#1f77b4", "#ff7f0e"],
+                label=[f"kept ({kept_values.size:,})", f"pruned ({pruned_values.size:,})"])
+        if pruned_values.size:
+            tau = float(np.abs(pruned_values).max())
+            for x in (-tau, tau):
+                ax.axvline(x, color="black", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("weight value")
+    ax.set_ylabel("number of weights")
+    ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_frozen_drift(drift: dict[str, float], ax: Any = None, *, title: str = "", floor: float = 1e-12) -> Any:
+    """Horizontal bars of how far frozen weights moved under each optimizer: ``max |w_after - w_frozen|``.
+
+    Frozen weights must not move at all, so a drift of exactly ``0`` is the only good value; a log scale cannot
+    show 0, so those bars are drawn at ``floor`` in green and labelled "0 (bit-exact)".
+
+    Args:
+        drift: ``{label: max absolute change}``, e.g. one entry per optimizer.
+        ax: axes to draw on (a new figure if omitted).
+        title: axes title.
+        floor: where to draw an exact zero on the log axis.
+
+    Returns:
+        The axes.
+    """
+    labels = list(drift)
+    values = [float(drift[k]) for k in labels]
+    ax = _axes(ax, (7, 0.45 * len(labels) + 1.2))
+    shown = [v if v > 0 else floor for v in values]
+    colors = ["#d62728" if v > 0 else "#2ca02c" for v in values]
+    ax.barh(range(len(labels)), shown, color=colors, left=floor * 0.1)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    for i, v in enumerate(values):
+        ax.text(max(shown[i], floor) * 1.3, i, f"{v:.1e}" if v > 0 else "0 (bit-exact)", va="center", fontsize=8)
+    ax.set_xlim(floor * 0.1, max(shown) * 50)
+    ax.set_xlabel("max |change| of a frozen weight (log scale)")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_forgetting(forgetting: dict[str, Sequence[float]], ax: Any = None, *, title: str = "",
+                    task_names: Optional[Sequence[str]] = None) -> Any:
+    """Grouped bars of per-task forgetting, one colour per method (e.g. ``ExperimentResult.forgetting``).
+
+    Forgetting of task ``j`` is its best accuracy before the end minus its final accuracy (in percentage
+    points here); an exact ``0`` is marked with a "0" above the bar's place so it is visible.
+
+    Args:
+        forgetting: ``{method label: [forgetting of task 0, task 1, ...]}`` as fractions.
+        ax: axes to draw on (a new figure if omitted).
+        title: axes title.
+        task_names: tick labels (default ``T0, T1, ...``).
+
+    Returns:
+        The axes.
+    """
+    ax = _axes(ax, (7, 3.5))
+    labels = list(forgetting)
+    n_tasks = max(len(v) for v in forgetting.values())
+    width = 0.8 / max(len(labels), 1)
+    for k, label in enumerate(labels):
+        values = [100 * float(f) for f in forgetting[label]]
+        xs = [j - 0.4 + width * (k + 0.5) for j in range(len(values))]
+        bars = ax.bar(xs, values, width, label=label)
+        for x, v in zip(xs, values):
+            if v == 0:
+                ax.text(x, 0.5, "0", ha="center", va="bottom", fontsize=7, color=bars.patches[0].get_facecolor())
+    names = list(task_names) if task_names is not None else [f"T{j}" for j in range(n_tasks)]
+    ax.set_xticks(range(n_tasks), names)
+    ax.set_xlabel("task")
+    ax.set_ylabel("forgetting (percentage points)")
+    ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_used_shares(schedules: dict[str, Sequence[dict]], ax: Any = None, *, min_share: Optional[float] = None,
+                     log: bool = False, title: str = "") -> Any:
+    """Lines of the fraction of the network each task keeps, one line per capacity schedule.
+
+    Compares schedules from :func:`~packnet.capacity_schedule` (e.g. a fixed prune ratio against an equal share
+    per task, or several ratios); an optional horizontal line marks a minimum useful share per task.
+
+    Args:
+        schedules: ``{label: capacity_schedule(...) rows}``.
+        ax: axes to draw on (a new figure if omitted).
+        min_share: draw a dashed line at this share (a task below it is too small to be useful).
+        log: logarithmic y axis (for many tasks, where shares span decades).
+        title: axes title.
+
+    Returns:
+        The axes.
+
+    Examples:
+        >>> import matplotlib; matplotlib.use("Agg")
+        >>> from packnet import capacity_schedule, equal_share_schedule
+        >>> ax = plot_used_shares({"r = 0.75": capacity_schedule(0.75, 4),
+        ...                        "equal share": capacity_schedule(equal_share_schedule(4), 4)})
+        >>> len(ax.get_lines())
+        2
+    """
+    ax = _axes(ax, (6, 3.5))
+    for label, rows in schedules.items():
+        ax.plot([row["task"] for row in rows], [row["used"] for row in rows], "o-", ms=4, label=label)
+    if min_share is not None:
+        ax.axhline(min_share, color="#7f7f7f", ls="--", lw=1, label=f"minimum useful share {min_share:g}")
+    if log:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
+    ax.set_xlabel("task (learning order)")
+    ax.set_ylabel("fraction of prunable weights kept")
     ax.legend(frameon=False, fontsize=8)
     if title:
         ax.set_title(title)
