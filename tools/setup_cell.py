@@ -118,7 +118,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bad = 0
     for path in notebooks:
         status = sync_notebook(path, canonical, write=not args.check, insert=args.insert)
-        shown = path.relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
+        shown = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
         if status == "ok":
             continue
         if args.check or status in ("missing", "no code"):
