@@ -8,7 +8,8 @@ approach". Its faults, each fixed in :class:`packnet.PackNet`:
    earlier task sees the weights later tasks trained — forgetting.
 2. **It prunes everything**: biases and the output layer go through ``prune_and_freeze`` like weights.
 3. **No re-training** after pruning: the accuracy lost to pruning is never recovered.
-4. **Frozen weights drift**: zeroing their gradients does not stop momentum or weight decay from moving them.
+4. **Frozen weights are protected only by zeroed gradients**: safe with the sketch's own fresh, decay-free SGD,
+   but any optimizer with weight decay (SGD's, Adam's, AdamW's) or momentum carried across tasks moves them.
 5. A ``torch.quantile`` threshold (slow, limited to 16 M elements) and one ``bool`` mask per task.
 
 The code below is the seed's, unchanged except that ``device`` defaults to the CPU when CUDA is absent.
