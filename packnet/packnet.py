@@ -127,7 +127,7 @@ class PackNet:
         """What was wrapped, used for every training forward pass (a ``DistributedDataParallel`` wrapper stays in
         the loop, so gradients are averaged across processes)."""
         self.module = module
-        """The network itself (``model.module`` for a DDP wrapper): names, owner maps and checkpoints refer to it,
+        """The network itself (``model.module`` for a DDP wrapper). Names, owner maps and checkpoints refer to it,
         so a checkpoint written under DDP loads into a single-process model and back."""
         self.shared_policy = shared_policy
         self.pruning = pruning
@@ -149,7 +149,7 @@ class PackNet:
         params = dict(module.named_parameters())
         self.owner: dict[str, Tensor] = {n: new_owner_map(params[n]) for n in self._prunable_names}
         self.tasks: list[TaskId] = []
-        """Task ids frozen so far, in learning order: the k-th owns the weights with owner value k."""
+        """Task ids frozen so far, in learning order; the k-th owns the weights with owner value k."""
         self.current: Optional[TaskId] = None
         """The task in progress (trained but not yet frozen), or ``None``."""
         self.stage: Optional[str] = None
@@ -201,7 +201,7 @@ class PackNet:
     # ------------------------------------------------------------------ state
     @property
     def position(self) -> int:
-        """Owner value of the task in progress (or of the next one): number of frozen tasks + 1."""
+        """Owner value of the task in progress (or of the next one), i.e. the number of frozen tasks + 1."""
         return len(self.tasks) + 1
 
     def task_position(self, task_id: TaskId) -> int:

@@ -9,23 +9,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from book_build import BookBuild
+
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 CONFIG = ROOT / "_config.yml"
 TOC = ROOT / "_toc.yml"
-
-# Names a jupyter-book/Sphinx/myst-nb build may create; none of them may appear inside the repository when the
-# build is pointed elsewhere with --path-output.
-BUILD_ARTIFACTS = {"_build", ".jupyter_cache", "jupyter_execute", ".doctrees", "_sources", "_static", "_images",
-                   "objects.inv", "searchindex.js", ".buildinfo", "conf.py", "genindex.html"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -82,43 +76,27 @@ def setup_cell_tool():
     return module
 
 
-def artifacts_in_repo() -> set[Path]:
-    found = set()
-    for path in ROOT.rglob("*"):
-        rel = path.relative_to(ROOT)
-        if rel.parts[0] in (".git", ".pytest_cache", ".hypothesis") or "__pycache__" in rel.parts:
-            continue
-        if path.name in BUILD_ARTIFACTS:
-            found.add(rel)
-    return found
-
-
 # --------------------------------------------------------------------------- the build
 @pytest.mark.slow
-def test_book_builds_without_warnings(tmp_path):
+def test_book_builds_without_warnings(book_build: BookBuild):
     """`jupyter-book build` with warnings as errors, into a temporary folder, renders every toc page.
 
-    Notebooks are not executed (_config.yml: execute_notebooks: off), so this takes about a minute at most.
+    Notebooks are not executed (_config.yml: execute_notebooks: off), so this takes about a minute at most. The
+    build itself is tests/conftest.py's session fixture, shared with the API-reference and browser tests.
     """
     config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
     assert config["execute"]["execute_notebooks"] == "off", "the book must render stored outputs, not execute"
-    before = artifacts_in_repo()
-    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
-           "build", str(ROOT), "--path-output", str(tmp_path), "-W", "--keep-going"]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    seconds = time.perf_counter() - start
-    log = proc.stdout + proc.stderr
+    proc, seconds, log = book_build, book_build.seconds, book_build.log
     assert proc.returncode == 0, f"jupyter-book build failed (exit {proc.returncode}) in {seconds:.0f} s:\n{log[-6000:]}"
     assert not re.search(r"\bWARNING\b", proc.stderr), f"the build printed warnings:\n{proc.stderr[-6000:]}"
     # jupyter-book reports _config.yml schema problems with print(), which -W does not catch.
     assert "Validation errors in config" not in log, f"_config.yml does not match jupyter-book's schema:\n{log}"
 
-    html = tmp_path / "_build" / "html"
+    html = book_build.html
     missing = [page for page in toc_files() if not (html / f"{page}.html").is_file()]
     assert not missing, f"toc pages without HTML: {missing}"
     assert (html / "index.html").is_file()
-    new = artifacts_in_repo() - before
+    new = book_build.new_artifacts
     assert not new, f"the build wrote into the repository: {sorted(map(str, new))}"
 
 
