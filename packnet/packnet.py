@@ -446,6 +446,10 @@ class PackNet:
         params = self._params()
         weights = [params[n] for n in self._prunable_names]
         candidates = [free_mask(self._owner(n, w)) for n, w in zip(self._prunable_names, weights)]
+        for name, w, c in zip(self._prunable_names, weights, candidates):
+            if not bool(torch.isfinite(w[c]).all()):
+                raise RuntimeError(f"task {task_id!r}'s weights in {name!r} are not finite: training diverged. "
+                                   "Nothing was pruned; lower the learning rate and train the task again")
         if self.pruning == "global":
             masks = global_prune_masks(weights, candidates, ratio)
         else:

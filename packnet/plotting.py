@@ -13,7 +13,7 @@ from torch import Tensor
 
 __all__ = ["plot_accuracy_matrix", "plot_owner_map", "plot_capacity", "owner_colormap",
            "plot_task_weights", "plot_weight_histogram", "plot_frozen_drift",
-           "plot_forgetting", "plot_used_shares"]
+           "plot_forgetting", "plot_used_shares", "plot_method_comparison"]
 
 
 def _axes(ax: Any, figsize: tuple[float, float] = (5, 4)) -> Any:
@@ -348,6 +348,59 @@ def plot_used_shares(schedules: dict[str, Sequence[dict]], ax: Any = None, *, mi
     ax.set_xlabel("task (learning order)")
     ax.set_ylabel("fraction of prunable weights kept")
     ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_method_comparison(values: dict[str, dict[str, float]], ax: Any = None, *, ylabel: str = "",
+                           title: str = "", percent: bool = True, ylim: Optional[tuple[float, float]] = None) -> Any:
+    """Grouped bars comparing methods across benchmarks: one group per benchmark, one colour per method.
+
+    Each bar is annotated with its value; a ``nan`` (a metric a method does not define, e.g. the forgetting of
+    joint training) leaves a gap marked "n/a".
+
+    Args:
+        values: ``{benchmark: {method: value}}``; methods in the order of the first benchmark's dict.
+        ax: axes to draw on (a new figure if omitted).
+        ylabel: y-axis label.
+        title: axes title.
+        percent: multiply values by 100 (fractions → percent).
+        ylim: y-axis limits (default: matplotlib's).
+
+    Returns:
+        The axes.
+
+    Examples:
+        >>> import matplotlib; matplotlib.use("Agg")
+        >>> ax = plot_method_comparison({"Split": {"PackNet": 0.98, "joint": 0.99},
+        ...                              "Permuted": {"PackNet": 0.91, "joint": float("nan")}})
+        >>> len(ax.patches), [t.get_text() for t in ax.texts]
+        (4, ['98.0', '91.0', '99.0', 'n/a'])
+    """
+    ax = _axes(ax, (8, 3.5))
+    groups = list(values)
+    methods = list(next(iter(values.values()))) if groups else []
+    width = 0.8 / max(len(methods), 1)
+    scale = 100.0 if percent else 1.0
+    missing = []
+    for k, method in enumerate(methods):
+        xs = [g - 0.4 + width * (k + 0.5) for g in range(len(groups))]
+        ys = [scale * float(values[group].get(method, math.nan)) for group in groups]
+        ax.bar(xs, [0.0 if math.isnan(y) else y for y in ys], width, label=method)
+        for x, y in zip(xs, ys):
+            if math.isnan(y):
+                missing.append(x)
+            else:
+                ax.text(x, y, f"{y:.1f}", ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.set_xticks(range(len(groups)), groups)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    for x in missing:  # at the bottom of the visible range
+        ax.text(x, ax.get_ylim()[0], "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.legend(frameon=False, fontsize=8, ncol=min(len(methods), 5))
     if title:
         ax.set_title(title)
     return ax

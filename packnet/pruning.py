@@ -101,7 +101,7 @@ def prune_mask(weight: Tensor, candidates: Tensor, prune_ratio: float) -> Tensor
     scores = _scores(weight, candidates)
     threshold = torch.kthvalue(scores.flatten(), k).values
     n_below = _count(scores < threshold)
-    return _select_smallest(scores, threshold, k - n_below)
+    return _select_smallest(scores, threshold, k - n_below) & candidates  # never a non-candidate (NaN weights)
 
 
 def _float_bits(scores: Tensor) -> Tensor:
@@ -155,9 +155,9 @@ def global_prune_masks(weights: Sequence[Tensor], candidates: Sequence[Tensor], 
     threshold = torch.tensor([(bucket << 16) | low_bits], dtype=torch.int32).view(torch.float32)[0]
     # Everything strictly below goes; ties are taken in layer order, then flat order.
     masks, ties_left = [], k - sum(_count(s < threshold.to(s.device)) for s in scores)
-    for s in scores:
+    for s, c in zip(scores, candidates):
         t = threshold.to(s.device)
-        mask = _select_smallest(s, t, ties_left)
+        mask = _select_smallest(s, t, ties_left) & c
         ties_left -= _count(mask & (s == t))
         masks.append(mask)
     return masks

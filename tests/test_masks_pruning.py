@@ -123,3 +123,10 @@ def test_visible_mask_for_the_255th_task_and_owner_counts():
 def test_owner_map_costs_one_byte_per_weight():
     owner = new_owner_map(torch.empty(100, 30))
     assert owner.dtype == torch.uint8 and owner.element_size() * owner.numel() == 3000
+
+
+def test_nan_candidates_never_select_a_non_candidate():
+    w = torch.tensor([0.5, -0.7, float("nan"), float("nan"), float("nan"), float("nan")])
+    cand = torch.tensor([False, False, True, True, True, True])
+    assert not (prune_mask(w, cand, 0.5) & ~cand).any()
+    assert not (global_prune_masks([w], [cand], 0.5)[0] & ~cand).any()

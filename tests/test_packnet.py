@@ -462,3 +462,17 @@ def test_cuda_amp_with_grad_scaler_keeps_zero_forgetting():
     pn.prune_and_freeze(1)
     assert torch.equal(outputs_per_task(pn, x)[0], before)
     assert pn.owner["4.weight"].is_cuda
+
+
+def test_pruning_a_diverged_task_is_refused_and_changes_nothing():
+    torch.manual_seed(0)
+    pn = _two_task_packnet()
+    pn.train_task(1, batches(1), 1, progress=False)
+    with torch.no_grad():
+        pn.model[4].weight[pn.owner["4.weight"] == 0] = float("nan")
+    before = snapshot(pn)
+    with pytest.raises(RuntimeError, match="not finite"):
+        pn.prune(1)
+    after = snapshot(pn)
+    assert (before["tasks"], before["stage"]) == (after["tasks"], after["stage"])
+    assert all(torch.equal(before["owner"][k], after["owner"][k]) for k in before["owner"])
