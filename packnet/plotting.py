@@ -366,7 +366,7 @@ def plot_method_comparison(values: dict[str, dict[str, float]], ax: Any = None, 
         ylabel: y-axis label.
         title: axes title.
         percent: multiply values by 100 (fractions → percent).
-        ylim: y-axis limits (default: matplotlib's).
+        ylim: y-axis limits (default: matplotlib's, plus headroom for the labels).
 
     Returns:
         The axes.
@@ -396,11 +396,14 @@ def plot_method_comparison(values: dict[str, dict[str, float]], ax: Any = None, 
     ax.set_xticks(range(len(groups)), groups)
     if ylim is not None:
         ax.set_ylim(*ylim)
+    else:  # headroom for the labels above the bars
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, top + 0.12 * (top - bottom))
     for x in missing:  # at the bottom of the visible range
         ax.text(x, ax.get_ylim()[0], "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
     if ylabel:
         ax.set_ylabel(ylabel)
-    ax.legend(frameon=False, fontsize=8, ncol=min(len(methods), 5))
+    ax.legend(frameon=False, fontsize=8, ncol=min(len(methods), 5), loc="upper center", bbox_to_anchor=(0.5, -0.08))
     if title:
         ax.set_title(title)
     return ax
