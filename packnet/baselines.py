@@ -192,8 +192,8 @@ def diagonal_fisher(model: nn.Module, loader: Iterable, *, device: Optional[Devi
     .. math:: F_i = \frac{1}{N}\sum_{n=1}^{N}
               \Big(\frac{\partial \log p_\theta(y_n \mid x_n)}{\partial \theta_i}\Big)^2 .
 
-    With ``per_sample=True`` (the default) every example's gradient is squared on its own: the Fisher EWC is
-    defined with, independent of the batch size and order. When every trainable parameter belongs to an
+    With ``per_sample=True`` (the default) every example's gradient is squared on its own, as in EWC's
+    definition; the result does not depend on the batch size or order. When every trainable parameter belongs to an
     ``nn.Linear`` layer (an MLP with :class:`~packnet.TaskHeads`) this costs one backward pass per batch: the
     gradient of example :math:`n` for a weight matrix is the outer product :math:`d_n a_n^\top` of the layer's
     output gradient and input, so :math:`\sum_n (d_n a_n^\top)^2 = (d \odot d)^\top (a \odot a)`. Other
@@ -302,6 +302,12 @@ def _linear_fisher(model: nn.Module, params: dict[str, nn.Parameter], loader: It
                 if getattr(module, kind) is not None:
                     owners[f"{module_name}.{kind}" if module_name else kind] = (module, kind)
     if not params or any(n not in owners for n in params):
+        return None
+    holders: dict[int, int] = {}  # a weight shared by two modules gets gradients the hooks would miss
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            holders[id(p)] = holders.get(id(p), 0) + 1
+    if any(holders[id(p)] != 1 for p in params.values()):
         return None
     layers = {owners[n][0] for n in params}
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}

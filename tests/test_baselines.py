@@ -357,3 +357,17 @@ def test_every_baseline_rejects_bad_arguments(method, bad, match):
 def test_baselines_reject_a_model_that_is_not_a_module(run):
     with pytest.raises(TypeError, match="nn.Module"):
         run("model", tiny_tasks(), **FAST)
+
+
+def test_fisher_of_a_weight_shared_by_two_layers_is_not_taken_by_the_shortcut():
+    torch.manual_seed(0)
+    first, second = nn.Linear(4, 4), nn.Linear(4, 4)
+    second.weight = first.weight  # tied: the weight gets gradient from both layers
+    model = nn.Sequential(first, nn.Tanh(), second)
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(6, 4, generator=g), torch.randint(0, 4, (6,), generator=g))]
+    params = {n: p for n, p in model.named_parameters()}
+    assert _linear_fisher(model, params, data, torch.device("cpu")) is None
+    fisher, expected = diagonal_fisher(model, data), brute_force_fisher(model, data)
+    for n in expected:
+        assert torch.allclose(fisher[n], expected[n], rtol=1e-4, atol=1e-8), n
