@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 import warnings
@@ -40,21 +39,9 @@ import warnings
 import torch
 from torch import nn
 
+from _common import peak_rss_bytes  # noqa: E402  (this script's folder is on sys.path)
+
 RESULT_PREFIX = "RESULT_JSON "
-
-
-def peak_rss_bytes() -> int:
-    """This process's own peak RSS: ``VmHWM`` (per address space, so not inherited from the parent that
-    started this process, unlike ``ru_maxrss`` on Linux); ``ru_maxrss`` where there is no ``/proc``."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def sync(device: torch.device) -> None:

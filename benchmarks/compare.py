@@ -46,7 +46,6 @@ import json
 import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -62,6 +61,8 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     import packnet
 
+from _common import cpu_model, peak_rss_bytes  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 METHODS = ("library", "seed", "avalanche")
 DEFAULT_AVALANCHE_PYTHON = "/tmp/avl-venv/bin/python"
@@ -73,26 +74,6 @@ def log(msg: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- memory
-def peak_rss_bytes() -> int:
-    """This process's own peak resident set size so far.
-
-    ``VmHWM`` from ``/proc/self/status`` where there is one: on Linux ``getrusage().ru_maxrss`` is
-    ``max(VmHWM, the RSS the parent had when it forked us)`` (the kernel carries the old address space's high
-    water mark over ``execve``), so a worker started by this driver, which holds the data and torch, would
-    report at least the driver's RSS. ``VmHWM`` belongs to the worker's own address space. Elsewhere
-    ``ru_maxrss`` (KiB on Linux, bytes on macOS).
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
 def start_memory(device: torch.device) -> dict[str, int]:
     """Memory figures just before the timed run (after imports, data and model are in memory)."""
     if device.type == "cuda":
@@ -209,32 +190,25 @@ def worker_seed(blob: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     from packnet.training import evaluate_accuracy
 
     class SeedSameLR(SeedPackNet):
-        """The seed's sketch with the learning rate as a parameter: ``train_task`` is the seed's, verbatim,
-        except ``lr=self.lr`` where the seed writes ``lr=0.01``. Nothing else is overridden."""
+        """The seed's sketch with the learning rate as a parameter: its ``train_task`` runs unchanged, except that
+        the ``torch.optim.SGD(..., lr=0.01, momentum=0.9)`` it builds gets ``lr=self.lr``. Nothing else differs."""
 
         def __init__(self, model: nn.Module, prune_ratio: float = 0.75, lr: float = 0.01) -> None:
             super().__init__(model, prune_ratio)
             self.lr = lr
 
-        def train_task(self, task_id, train_loader, epochs, device='cuda' if torch.cuda.is_available() else 'cpu'):
-            optimizer = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=0.9)
-            criterion = nn.CrossEntropyLoss()
+        def train_task(self, *args: Any, **kwargs: Any) -> None:
+            sgd, lr = torch.optim.SGD, self.lr
 
-            for epoch in range(epochs):
-                self.model.train()
-                for x, y in train_loader:
-                    x, y = x.to(device), y.to(device)
+            def sgd_with_lr(params: Any, *a: Any, **kw: Any) -> torch.optim.Optimizer:
+                kw["lr"] = lr
+                return sgd(params, *a, **kw)
 
-                    optimizer.zero_grad()
-                    loss = criterion(self.model(x), y)
-                    loss.backward()
-
-                    # Zero gradients for frozen parameters
-                    for n, p in self.model.named_parameters():
-                        if p.grad is not None:
-                            p.grad[self.frozen_mask[n]] = 0
-
-                    optimizer.step()
+            torch.optim.SGD = sgd_with_lr  # the seed's code looks it up when it builds its optimizer
+            try:
+                return super().train_task(*args, **kwargs)
+            finally:
+                torch.optim.SGD = sgd
 
     tasks = rebuild_tasks(blob)
     device = torch.device(cfg["device"])
@@ -474,23 +448,12 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
         "python": platform.python_version(),
         "device": args.device + (f" ({torch.cuda.get_device_name(0)})" if args.device.startswith("cuda")
                                  and torch.cuda.is_available() else ""),
-        "cpu": f"{_cpu_model()}, {os.cpu_count()} logical CPUs",
+        "cpu": f"{cpu_model()}, {os.cpu_count()} logical CPUs",
         "threads per worker": args.threads,
     }
     if hasattr(os, "getloadavg"):
         env["load average"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     return env
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # ---------------------------------------------------------------------------------------------- report

@@ -51,6 +51,8 @@ except ImportError:  # run from a checkout without `pip install -e .`
 from packnet import PackNet, TaskHeads, global_prune_masks, owned_mask, prune_mask
 from packnet.models import mlp, small_cnn
 
+from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 TRAIN_GOAL = 1.05
 FORWARD_GOAL = 1.02
 PRUNE_RATIO = 0.75
@@ -397,17 +399,6 @@ def bench_mask_bytes(args: argparse.Namespace, rep: Report) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- main
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     env = {
         "torch": torch.__version__,
