@@ -21,6 +21,10 @@ from .packnet import OptimizerFactory, PackNet
 __all__ = ["ExperimentResult", "run_packnet", "evaluate_seen"]
 
 
+def _json_number(value: float) -> Optional[float]:
+    return None if value != value else value  # NaN is the only float unequal to itself
+
+
 @dataclass
 class ExperimentResult:
     """The outcome of :func:`run_packnet`.
@@ -58,13 +62,15 @@ class ExperimentResult:
         return backward_transfer(self.accuracy_matrix)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (what ``python -m packnet --json`` prints)."""
+        """A JSON-ready summary (what ``python -m packnet --json`` prints); an undefined figure (``nan``: tasks not
+        learned yet, or joint training's forgetting) becomes ``None``, i.e. JSON ``null``, so strict JSON
+        parsers accept it."""
         summary: dict[str, Any] = {
             "method": self.method,
-            "accuracy_matrix": [[None if a != a else a for a in row] for row in self.accuracy_matrix],
-            "average_accuracy": self.average_accuracy,
-            "forgetting": self.forgetting,
-            "backward_transfer": self.backward_transfer,
+            "accuracy_matrix": [[_json_number(a) for a in row] for row in self.accuracy_matrix],
+            "average_accuracy": _json_number(self.average_accuracy),
+            "forgetting": [_json_number(f) for f in self.forgetting],
+            "backward_transfer": _json_number(self.backward_transfer),
             "seconds": self.seconds,
         }
         if self.packnet is not None:
@@ -84,7 +90,7 @@ def run_packnet(model: nn.Module, tasks: Sequence[Task], *, prune_ratio: Union[f
                 epochs: int = 5, retrain_epochs: int = 2, batch_size: int = 128,
                 optimizer: Optional[OptimizerFactory] = None, retrain_optimizer: Optional[OptimizerFactory] = None,
                 device: Union[str, torch.device] = "cpu", seed: int = 0, progress: bool = True,
-                **packnet_options: Any) -> ExperimentResult:
+                amp: bool = False, **packnet_options: Any) -> ExperimentResult:
     """Learn ``tasks`` in order with PackNet and record the accuracy matrix.
 
     For each task: :meth:`~packnet.PackNet.train_task` for ``epochs``, :meth:`~packnet.PackNet.prune`,
@@ -104,6 +110,8 @@ def run_packnet(model: nn.Module, tasks: Sequence[Task], *, prune_ratio: Union[f
         device: where to train.
         seed: seeds the loaders' shuffling.
         progress: show tqdm bars.
+        amp: train and re-train with mixed precision (see :meth:`~packnet.PackNet.train_task`); evaluation runs
+            in full precision.
         **packnet_options: further :class:`~packnet.PackNet` keyword arguments (``shared_policy``, ``pruning``).
 
     Returns:
@@ -119,10 +127,11 @@ def run_packnet(model: nn.Module, tasks: Sequence[Task], *, prune_ratio: Union[f
     for i, task in enumerate(tasks):
         train_loader, _ = task.loaders(batch_size, seed=seed + i, distributed=distributed)
         t = task.task_id
-        trained = pn.train_task(t, train_loader, epochs, optimizer=optimizer, device=device, progress=progress)
+        trained = pn.train_task(t, train_loader, epochs, optimizer=optimizer, device=device, progress=progress,
+                                amp=amp)
         pn.prune(t)
         retrained = pn.retrain(t, train_loader, retrain_epochs, optimizer=retrain_optimizer or optimizer,
-                               device=device, progress=progress)
+                               device=device, progress=progress, amp=amp)
         pn.freeze(t)
         histories.append({"train": trained, "retrain": retrained})
         R[i][: i + 1] = evaluate_seen(pn, tasks, i, device=device)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from packnet.__main__ import main
 
@@ -60,3 +61,51 @@ def test_cli_help_and_bad_device():
     assert "--prune-ratio" in out.stdout and "--json" in out.stdout
     if not __import__("torch").cuda.is_available():
         assert main(["--device", "cuda"]) == 2
+
+
+def _tiny_tasks(n: int = 2) -> list:
+    from torch.utils.data import TensorDataset
+
+    from packnet.data import Task
+
+    g = torch.Generator().manual_seed(7)
+    tasks = []
+    for i in range(n):
+        x, y = torch.randn(48, 6, generator=g), torch.randint(0, 2, (48,), generator=g)
+        tasks.append(Task(i, f"t{i}", TensorDataset(x[:32], y[:32]), TensorDataset(x[32:], y[32:]), (0, 1)))
+    return tasks
+
+
+def _tiny_model(n: int = 2) -> "torch.nn.Module":
+    from packnet import TaskHeads
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), TaskHeads(16, 2, task_ids=range(n)))
+
+
+def test_undefined_figures_are_json_null_so_strict_parsers_accept_the_summary():
+    from packnet.baselines import run_joint
+
+    joint = run_joint(_tiny_model(), _tiny_tasks(), epochs=1, batch_size=16, progress=False)
+    assert any(f != f for f in joint.forgetting)  # joint training's forgetting is undefined (nan) ...
+    summary = json.loads(json.dumps(joint.to_dict(), allow_nan=False))  # ... and strict JSON accepts it
+    assert summary["backward_transfer"] is None and None in summary["forgetting"]
+    assert summary["accuracy_matrix"][0] == [None, None]
+
+
+def test_run_packnet_passes_amp_to_training_and_retraining(monkeypatch):
+    from packnet import PackNet
+    from packnet.experiment import run_packnet
+
+    seen = []
+    for name in ("train_task", "retrain"):
+        original = getattr(PackNet, name)
+
+        def spy(self, *args, _original=original, _name=name, **kwargs):
+            seen.append((_name, kwargs.get("amp")))
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(PackNet, name, spy)
+    result = run_packnet(_tiny_model(), _tiny_tasks(), epochs=1, retrain_epochs=1, batch_size=16, progress=False,
+                         amp=True)  # bfloat16 autocast on the CPU
+    assert seen == [("train_task", True), ("retrain", True)] * 2
+    assert result.forgetting == [0.0, 0.0]
