@@ -124,6 +124,37 @@ def trainable_mask(owner: Tensor, k: int, *, retraining: bool) -> Tensor:
     return owned_mask(owner, k) if retraining else free_mask(owner)
 
 
+def claim_kept(owner: Tensor, candidates: Tensor, pruned: Tensor, k: int) -> Tensor:
+    """The owner map after the ``k``-th task is pruned: the candidates it kept become its own.
+
+    A task trains on its *candidates* (the weights that were free when it started) and pruning frees some of
+    them again; the survivors now belong to the task (owner value ``k``), the pruned ones stay free, and every
+    other weight keeps its owner. This is the only place an owner map gains a task.
+
+    Args:
+        owner: the owner map before pruning (not modified).
+        candidates: bool mask of the weights the task trained on (free when it started).
+        pruned: bool mask of the candidates pruning freed (``prune_mask``'s result); entries outside
+            ``candidates`` are ignored.
+        k: the task's 1-based position in learning order (its owner value).
+
+    Returns:
+        A new ``uint8`` owner map: ``k`` where ``candidates & ~pruned``, ``owner`` elsewhere.
+
+    Examples:
+        >>> owner = torch.tensor([1, 0, 0, 0, 2], dtype=torch.uint8)
+        >>> candidates = owner == 0
+        >>> pruned = torch.tensor([False, True, False, False, False])
+        >>> claim_kept(owner, candidates, pruned, 3)
+        tensor([1, 0, 3, 3, 2], dtype=torch.uint8)
+    """
+    _check_owner_value(k)
+    if candidates.shape != owner.shape or pruned.shape != owner.shape:
+        raise ValueError(f"candidates {tuple(candidates.shape)} and pruned {tuple(pruned.shape)} must have the "
+                         f"owner map's shape {tuple(owner.shape)}")
+    return owner.masked_fill(candidates & ~pruned, k)
+
+
 def apply_visibility_(weight: Tensor, owner: Tensor, k: int) -> Tensor:
     """Zero, in place, every entry of ``weight`` task ``k`` must not see; return the original values.
 

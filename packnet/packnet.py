@@ -25,7 +25,8 @@ from torch.nn.modules.batchnorm import _NormBase
 from .distributed import broadcast_buffers, check_identical_across_ranks, save_on_rank0
 from .freezing import TrainableSpec, WeightGuard
 from .heads import TaskHeads
-from .masks import MAX_TASKS, apply_visibility_, free_mask, new_owner_map, owner_counts, restore_, trainable_mask
+from .masks import (MAX_TASKS, apply_visibility_, claim_kept, free_mask, new_owner_map, owner_counts, restore_,
+                    trainable_mask)
 from .pruning import check_prune_ratio, global_prune_masks, prune_mask
 from .training import evaluate_accuracy, train_epochs
 
@@ -458,7 +459,7 @@ class PackNet:
         pruned = {}
         for name, w, cand, mask in zip(self._prunable_names, weights, candidates, masks):
             w.masked_fill_(mask, 0)
-            self.owner[name].masked_fill_(cand & ~mask, self.position)
+            self.owner[name].copy_(claim_kept(self.owner[name], cand, mask, self.position))  # in place: views stay valid
             pruned[name] = int(torch.count_nonzero(mask))
         self.stage = "pruned"
         return pruned
@@ -481,6 +482,61 @@ class PackNet:
         pruned = self.prune(task_id, prune_ratio)
         self.freeze(task_id)
         return pruned
+
+    @torch.no_grad()
+    def recalibrate_batchnorm(self, task_id: TaskId, loader: Iterable, *, num_batches: Optional[int] = None,
+                              device: Optional[Union[str, torch.device]] = None) -> int:
+        """Re-estimate the BatchNorm running statistics of the pruned task in progress, before :meth:`freeze`.
+
+        Pruning zeroes most of a task's weights at once, so the running means and variances that BatchNorm
+        collected while training describe a network that no longer exists; a short re-training only partly
+        updates them (its momentum forgets slowly), and the frozen task would be evaluated with stale
+        statistics. This recomputes them on the pruned network as the exact average over ``loader``'s batches
+        (``torch.optim.swa_utils.update_bn``: cumulative averaging, train-mode forwards without gradients). No
+        weight changes.
+
+        Only statistics that belong to the task can be re-estimated: the first task's, or every task's with
+        ``shared_policy="per_task"``. Under ``"first_task"`` later tasks run through the first task's frozen
+        statistics, and changing them would change the earlier tasks.
+
+        Args:
+            task_id: the task in progress, after :meth:`prune` (and usually :meth:`retrain`).
+            loader: batches ``(inputs, targets)`` of the task's training data (targets are ignored).
+            num_batches: use only the first ``num_batches`` batches (default: all).
+            device: where batches go; default the model's device.
+
+        Returns:
+            The number of BatchNorm layers re-estimated (0 if the model has none).
+        """
+        self._require_stage(task_id, "pruned", "recalibrate BatchNorm statistics")
+        if self.shared_policy == "first_task" and self.position > 1:
+            raise RuntimeError(f"task {task_id!r} cannot re-estimate BatchNorm statistics: with "
+                               "shared_policy='first_task' they were frozen with the first task and are shared "
+                               "by every task; use shared_policy='per_task' to give each task its own")
+        if num_batches is not None and (isinstance(num_batches, bool) or not isinstance(num_batches, int)
+                                        or num_batches < 1):
+            raise ValueError(f"num_batches must be a positive int or None, got {num_batches!r}")
+        norms = [m for m in self._norm_modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        if not norms:
+            return 0
+        from itertools import islice
+
+        from torch.optim.swa_utils import update_bn
+
+        batches = loader if num_batches is None else islice(loader, num_batches)
+        undo_modes = self._restore_modes()  # update_bn leaves every module in one mode; put each back
+        actives = [(h, h.active) for h in self._heads.values()]
+        try:
+            for h, _ in actives:
+                h.active = task_id
+            update_bn(batches, self.module, device=device if device is not None else self._device())
+        finally:
+            undo_modes()
+            for h, active in actives:
+                h.active = active
+        broadcast_buffers(self.module)  # under DDP every rank keeps rank 0's estimate
+        return len(norms)
 
     # ------------------------------------------------------------------ inference
     @contextlib.contextmanager

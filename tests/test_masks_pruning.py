@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from packnet.masks import free_mask, new_owner_map, owned_mask, owner_counts, trainable_mask, visible_mask
+from packnet.masks import (claim_kept, free_mask, new_owner_map, owned_mask, owner_counts, trainable_mask,
+                           visible_mask)
 from packnet.pruning import check_prune_ratio, global_prune_masks, num_to_prune, prune_mask
 
 shapes = st.lists(st.integers(1, 6), min_size=1, max_size=4).map(tuple)
@@ -130,3 +131,62 @@ def test_nan_candidates_never_select_a_non_candidate():
     cand = torch.tensor([False, False, True, True, True, True])
     assert not (prune_mask(w, cand, 0.5) & ~cand).any()
     assert not (global_prune_masks([w], [cand], 0.5)[0] & ~cand).any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes, st.integers(1, 255), st.floats(0.0, 1.0), st.integers(0, 10_000))
+def test_claim_kept_gives_the_survivors_to_the_task_and_changes_nothing_else(shape, k, pruned_share, seed):
+    g = torch.Generator().manual_seed(seed)
+    owner = torch.randint(0, k, shape, generator=g).to(torch.uint8)  # tasks 1..k-1 and free weights
+    before = owner.clone()
+    candidates = free_mask(owner)
+    pruned = candidates & (torch.rand(shape, generator=g) < pruned_share)
+    after = claim_kept(owner, candidates, pruned, k)
+    assert torch.equal(owner, before)  # pure: the input is not modified
+    assert after.dtype == torch.uint8 and after.shape == owner.shape
+    assert torch.equal(owned_mask(after, k), candidates & ~pruned)  # survivors: the task's own
+    assert torch.equal(free_mask(after), pruned)  # pruned: free again, nothing else became free
+    assert torch.equal(after[~candidates], owner[~candidates])  # earlier tasks keep their weights
+    counts, counts_before = owner_counts(after), owner_counts(owner)
+    assert int(counts[k]) == int((candidates & ~pruned).sum())
+    assert int(counts.sum()) == owner.numel() and torch.equal(counts[1:k], counts_before[1:k])
+
+
+def test_claim_kept_ignores_pruned_entries_outside_the_candidates():
+    owner = torch.tensor([1, 0, 0, 2], dtype=torch.uint8)
+    candidates = torch.tensor([False, True, True, False])
+    pruned = torch.tensor([True, True, False, True])
+    assert claim_kept(owner, candidates, pruned, 3).tolist() == [1, 0, 3, 2]
+
+
+def test_claim_kept_refuses_bad_owner_values_and_shapes():
+    owner = new_owner_map(torch.empty(2, 3))
+    free = free_mask(owner)
+    assert claim_kept(owner, free, free, 255).tolist() == [[0] * 3] * 2  # everything pruned: all free
+    assert claim_kept(owner, free, ~free, 255).tolist() == [[255] * 3] * 2  # nothing pruned: the 255th task's
+    for bad in (0, 256):
+        with pytest.raises(ValueError, match="1 to 255"):
+            claim_kept(owner, free, ~free, bad)
+    with pytest.raises(ValueError, match="shape"):
+        claim_kept(owner, free.flatten(), ~free, 1)
+
+
+def test_packnet_prune_updates_the_owner_map_with_claim_kept():
+    from torch import nn
+
+    from packnet import PackNet
+
+    torch.manual_seed(0)
+    pn = PackNet(nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)), prune_ratio=0.5)
+    data = [(torch.randn(8, 5), torch.randint(0, 3, (8,)))]
+    for t in range(3):
+        pn.train_task(t, data, epochs=1, progress=False)
+        before = {n: o.clone() for n, o in pn.owner.items()}
+        pn.prune(t)
+        for name, w in pn._params().items():
+            if name in pn.owner:
+                pruned = free_mask(pn.owner[name])
+                expected = claim_kept(before[name], free_mask(before[name]), pruned, t + 1)
+                assert torch.equal(pn.owner[name], expected)
+                assert torch.equal(w[pruned], torch.zeros_like(w[pruned]))
+        pn.freeze(t)

@@ -476,3 +476,84 @@ def test_pruning_a_diverged_task_is_refused_and_changes_nothing():
     after = snapshot(pn)
     assert (before["tasks"], before["stage"]) == (after["tasks"], after["stage"])
     assert all(torch.equal(before["owner"][k], after["owner"][k]) for k in before["owner"])
+
+
+# ------------------------------------------------------------------ re-estimating BatchNorm statistics
+def _bn_net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+
+
+def test_recalibrate_batchnorm_sets_exact_batch_averages_on_the_pruned_network_and_changes_no_weight():
+    model, data = _bn_net(), batches(0)
+    pn = PackNet(model, prune_ratio=0.75, shared_policy="per_task")
+    pn.train_task(0, data, 2, progress=False)
+    pn.prune(0)
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    modes = [m.training for m in model.modules()]
+    assert pn.recalibrate_batchnorm(0, data) == 1
+    with torch.no_grad():  # the pruned network's per-batch statistics, averaged (momentum=None)
+        feats = [model[0](x) for x, _ in data]
+        mean = torch.stack([f.mean((0, 2, 3)) for f in feats]).mean(0)
+        var = torch.stack([f.var((0, 2, 3), unbiased=True) for f in feats]).mean(0)
+    bn = model[1]
+    assert torch.allclose(bn.running_mean, mean, atol=1e-6) and torch.allclose(bn.running_var, var, atol=1e-5)
+    assert int(bn.num_batches_tracked) == len(data) and bn.momentum == 0.1
+    assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters())
+    assert [m.training for m in model.modules()] == modes
+
+
+def test_recalibrate_batchnorm_uses_only_the_first_batches_when_asked():
+    model, data = _bn_net(), batches(1)
+    pn = PackNet(model, shared_policy="per_task")
+    pn.train_task(0, data, 1, progress=False)
+    pn.prune(0)
+    pn.recalibrate_batchnorm(0, data, num_batches=2)
+    assert int(model[1].num_batches_tracked) == 2
+
+
+def test_recalibrated_statistics_are_what_the_frozen_task_runs_with_and_later_tasks_leave_them_alone():
+    model, data = _bn_net(), batches(2)
+    pn = PackNet(model, shared_policy="per_task")
+    pn.train_task(0, data, 1, progress=False)
+    pn.prune(0)
+    pn.recalibrate_batchnorm(0, data)
+    stats = model[1].running_mean.clone()
+    x = data[0][0]
+    with torch.no_grad():
+        expected = model.eval()(x)
+    pn.freeze(0)
+    learn(pn, 1, batches(3))
+    with pn.task(0), torch.no_grad():
+        assert torch.equal(model[1].running_mean, stats)
+        assert torch.equal(model(x), expected)
+
+
+def test_recalibrate_batchnorm_refuses_shared_statistics_and_the_wrong_stage_and_changes_nothing():
+    model, data = _bn_net(), batches(4)
+    pn = PackNet(model)  # first_task: later tasks share task 0's statistics
+    learn(pn, 0, data)
+    pn.train_task(1, data, 1, progress=False)
+    with pytest.raises(RuntimeError, match="not pruned yet"):
+        pn.recalibrate_batchnorm(1, data)
+    pn.prune(1)
+    before = snapshot(pn)
+    with pytest.raises(RuntimeError, match="shared_policy='per_task'"):
+        pn.recalibrate_batchnorm(1, data)
+    assert_same_state(before, snapshot(pn))
+    per_task = PackNet(_bn_net(), shared_policy="per_task")
+    per_task.train_task(0, data, 1, progress=False)
+    per_task.prune(0)
+    before = snapshot(per_task)
+    with pytest.raises(ValueError, match="num_batches"):
+        per_task.recalibrate_batchnorm(0, data, num_batches=0)
+    assert_same_state(before, snapshot(per_task))
+
+
+def test_recalibrate_batchnorm_is_a_no_op_without_batchnorm():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    pn = PackNet(model)
+    data = [(torch.randn(8, 4), torch.zeros(8, dtype=torch.long))]
+    pn.train_task(0, data, 1, progress=False)
+    pn.prune(0)
+    assert pn.recalibrate_batchnorm(0, data) == 0
