@@ -17,8 +17,9 @@ all); :mod:`packnet.coursework` turns the book's notebooks into a student editio
 
 from __future__ import annotations
 
-from . import checking
-from .checking import EXERCISES, CheckResult, Exercise, ExerciseFailed, check, exercises_of_chapter, run_check
+from . import checking  # noqa: F401  (packnet.exercises.checking: the helpers for writing checkers)
+from .checking import EXERCISES  # noqa: F401  (the registry, documented in packnet.exercises.checking)
+from .checking import CheckResult, Exercise, ExerciseFailed, check, exercises_of_chapter, run_check
 
 CHAPTER_MODULES = ("ch01_forgetting", "ch02_free_weights", "ch03_pruning", "ch04_retrain_freeze",
                    "ch05_inference", "ch06_capacity", "ch07_pipeline")

@@ -15,6 +15,7 @@ returns a short description of what agreed, e.g. ``"40 random cases agree with p
 from __future__ import annotations
 
 import math
+import os
 import random
 import traceback
 from dataclasses import dataclass, field
@@ -73,6 +74,20 @@ class Exercise:
     def chapter(self) -> int:
         """The chapter number (the part of :attr:`id` before the dot)."""
         return int(self.id.split(".")[0])
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _where_in_student_code(error: BaseException) -> str:
+    """`` at line N (`code`)`` for the innermost frame of the traceback outside the ``packnet`` package (the
+    student's own line, even when the error was raised inside a library call they made), or ``""``."""
+    frames = traceback.extract_tb(error.__traceback__)
+    theirs = [f for f in frames if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR + os.sep)]
+    if not theirs:
+        return ""
+    line = (theirs[-1].line or "").strip()
+    return f" at line {theirs[-1].lineno}" + (f" (`{line}`)" if line else "")
 
 
 EXERCISES: dict[str, Exercise] = {}
@@ -160,13 +175,10 @@ def _evaluate(ex: Exercise, fn: Any) -> CheckResult:
         hint = f"\nHint: {ex.hint}" if ex.hint and "Hint:" not in str(error) else ""
         return CheckResult(ex.id, ex.name, "failed", f"Exercise {ex.id} (`{ex.name}`) failed: {error}{hint}")
     except Exception as error:  # the student's code crashed: say where, in their code
-        frames = traceback.extract_tb(error.__traceback__)
-        theirs = [f for f in frames if "packnet/exercises" not in f.filename.replace("\\", "/")]
-        line = (theirs[-1].line or "").strip() if theirs else ""
-        where = (f" at line {theirs[-1].lineno}" + (f" (`{line}`)" if line else "")) if theirs else ""
         return CheckResult(ex.id, ex.name, "failed",
                            f"Exercise {ex.id} (`{ex.name}`) failed: your function raised "
-                           f"{type(error).__name__}: {error}{where}" + (f"\nHint: {ex.hint}" if ex.hint else ""))
+                           f"{type(error).__name__}: {error}{_where_in_student_code(error)}"
+                           + (f"\nHint: {ex.hint}" if ex.hint else ""))
     return CheckResult(ex.id, ex.name, "passed", f"Exercise {ex.id} ({ex.name}) passed: {summary}.")
 
 
@@ -319,11 +331,7 @@ def call(fn: Callable[..., Any], *args: Any, case: str = "", **kwargs: Any) -> A
     except (NotImplementedError, ExerciseFailed):
         raise
     except Exception as error:
-        frames = traceback.extract_tb(error.__traceback__)
-        theirs = [f for f in frames if "packnet/exercises" not in f.filename.replace("\\", "/")]
-        line = (theirs[-1].line or "").strip() if theirs else ""
-        where = (f" at line {theirs[-1].lineno}" + (f" (`{line}`)" if line else "")) if theirs else ""
-        fail(f"your function raised {type(error).__name__}: {error}{where}", case=case)
+        fail(f"your function raised {type(error).__name__}: {error}{_where_in_student_code(error)}", case=case)
 
 
 def no_global_rng_change(checker: Checker) -> Checker:
