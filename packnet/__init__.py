@@ -4,10 +4,10 @@ Train a task on the free weights, prune the smallest, re-train the survivors, fr
 task exactly with ``with pn.task(t):``.
 """
 
-from .capacity import capacity_schedule, equal_share_schedule, format_capacity
+from .capacity import capacity_schedule, equal_share_schedule, format_capacity, tasks_that_fit
 from .freezing import WeightGuard
 from .heads import TaskHeads
-from .masks import free_mask, owned_mask, owner_counts, trainable_mask, visible_mask
+from .masks import claim_kept, free_mask, owned_mask, owner_counts, trainable_mask, visible_mask
 from .packnet import DEFAULT_PRUNABLE, PackNet
 from .pruning import global_prune_masks, num_to_prune, prune_mask
 
@@ -20,11 +20,13 @@ __all__ = [
     "DEFAULT_PRUNABLE",
     "capacity_schedule",
     "equal_share_schedule",
+    "tasks_that_fit",
     "format_capacity",
     "free_mask",
     "owned_mask",
     "visible_mask",
     "trainable_mask",
+    "claim_kept",
     "owner_counts",
     "prune_mask",
     "global_prune_masks",

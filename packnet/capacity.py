@@ -3,16 +3,19 @@
 With a fixed prune ratio ``r`` every task keeps ``1 - r`` of the weights still free when it starts, so the free
 fraction shrinks geometrically: task ``t`` (0-based) starts with ``r**t`` of the network available and keeps
 ``r**t * (1 - r)`` of it. That is the seed's table for ``r = 0.75``. The alternative is to *plan* ``N`` tasks
-and give each an equal share ``1/N``, which needs a different ratio per task: ``1 - 1/(N - t)``.
+and give each an equal share ``1/N``, which needs a different ratio per task: ``1 - 1/(N - t)``. If a task needs
+at least a share ``s`` of the network to be useful, a fixed ratio fits only the tasks with ``r**t * (1 - r) >= s``
+(:func:`tasks_that_fit`).
 """
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+import itertools
+from typing import Iterable, Iterator, Sequence, Union
 
 from .pruning import check_prune_ratio
 
-__all__ = ["capacity_schedule", "equal_share_schedule", "format_capacity"]
+__all__ = ["capacity_schedule", "equal_share_schedule", "tasks_that_fit", "format_capacity"]
 
 Ratios = Union[float, Sequence[float]]
 
@@ -29,6 +32,19 @@ def _ratio_list(prune_ratio: Ratios, n_tasks: int) -> list[float]:
     for r in ratios:
         check_prune_ratio(r)
     return ratios
+
+
+def _shares(ratios: Iterable[float]) -> Iterator[tuple[float, float]]:
+    """``(available, used)`` for each task in turn: the schedule's arithmetic, in one place.
+
+    Repeated subtraction (``available -= used``) rather than ``r**t``: it is what pruning does to the free pool,
+    and for a per-task list of ratios there is no closed form.
+    """
+    available = 1.0
+    for r in ratios:
+        used = available * (1.0 - r)
+        yield available, used
+        available -= used
 
 
 def capacity_schedule(prune_ratio: Ratios, n_tasks: int) -> list[dict]:
@@ -48,12 +64,8 @@ def capacity_schedule(prune_ratio: Ratios, n_tasks: int) -> list[dict]:
         >>> [(row["available"], row["used"]) for row in capacity_schedule(0.75, 4)]
         [(1.0, 0.25), (0.75, 0.1875), (0.5625, 0.140625), (0.421875, 0.10546875)]
     """
-    rows, available = [], 1.0
-    for t, r in enumerate(_ratio_list(prune_ratio, n_tasks)):
-        used = available * (1.0 - r)
-        rows.append({"task": t, "available": available, "used": used})
-        available -= used
-    return rows
+    return [{"task": t, "available": available, "used": used}
+            for t, (available, used) in enumerate(_shares(_ratio_list(prune_ratio, n_tasks)))]
 
 
 def equal_share_schedule(n_tasks: int) -> list[float]:
@@ -75,6 +87,52 @@ def equal_share_schedule(n_tasks: int) -> list[float]:
     if isinstance(n_tasks, bool) or not isinstance(n_tasks, int) or n_tasks < 1:
         raise ValueError(f"n_tasks must be a positive int, got {n_tasks!r}")
     return [1.0 - 1.0 / (n_tasks - t) for t in range(n_tasks)]
+
+
+_MAX_COUNT = 10**6  # far beyond the 255 tasks an owner map holds, and still counted in under a second
+
+
+def tasks_that_fit(prune_ratio: float, min_share: float) -> int:
+    """How many tasks keep at least ``min_share`` of the network under a fixed ``prune_ratio``.
+
+    Task ``t`` keeps ``r**t * (1 - r)``, a share that shrinks by a factor ``r`` per task, so the tasks that fit
+    are the first ``T``: in exact arithmetic ``T = floor(ln(min_share / (1 - r)) / ln r) + 1``, and ``0`` when
+    even the first task keeps less than ``min_share``. In floating point that formula can be off by one
+    wherever the log ratio is (nearly) a whole number, e.g. when ``min_share`` is exactly some task's share.
+    So the count is taken on the shares themselves, computed as :func:`capacity_schedule` computes them:
+    ``tasks_that_fit(r, s)`` is exactly the number of rows of ``capacity_schedule(r, n)`` with
+    ``used >= s``, for any ``n`` larger than the count.
+
+    Args:
+        prune_ratio: the ratio every task prunes with, in ``[0, 1)``.
+        min_share: the smallest fraction of the network a task can use, in ``(0, 1]``; a task whose share
+            equals it exactly fits.
+
+    Returns:
+        The number of tasks, ``0`` or more.
+
+    Raises:
+        ValueError: for a ratio outside ``[0, 1)``, a ``min_share`` outside ``(0, 1]``, or a count of more
+            than a million tasks (which this does not take).
+
+    Examples:
+        >>> tasks_that_fit(0.75, 0.1)  # shares 0.25, 0.1875, 0.140625, 0.10546875, then 0.079...
+        4
+        >>> tasks_that_fit(0.5, 0.125)  # shares 0.5, 0.25, 0.125 (exactly), then 0.0625
+        3
+        >>> tasks_that_fit(0.9, 0.2)  # the first task keeps 0.1: none fits
+        0
+    """
+    check_prune_ratio(prune_ratio)
+    if isinstance(min_share, bool) or not isinstance(min_share, (int, float)) or not 0.0 < min_share <= 1.0:
+        raise ValueError(f"min_share must be a fraction of the network in (0, 1], got {min_share!r}: a task "
+                         "needs a positive share (with 0, every task would fit, forever)")
+    shares = _shares(itertools.repeat(float(prune_ratio)))
+    for count, (_, used) in enumerate(itertools.islice(shares, _MAX_COUNT + 1)):
+        if used < min_share:  # the shares never grow, so every later task keeps less too
+            return count
+    raise ValueError(f"more than {_MAX_COUNT:,} tasks keep min_share={min_share} at prune_ratio={prune_ratio}: "
+                     "too many to count (an owner map holds at most 255 tasks)")
 
 
 def format_capacity(report: list[dict]) -> str:
