@@ -8,6 +8,7 @@ solutions in place is graded 100 %.
 from __future__ import annotations
 
 import copy
+import re
 import json
 import subprocess
 import sys
@@ -226,3 +227,12 @@ def test_grading_refuses_what_it_cannot_grade(tmp_path):
 def test_check_and_notes_cells_carry_their_roles():
     assert exercise_role(check_cell("4.2", "learn_task")) == ("4.2", "check")
     assert exercise_role(notes_cell("**Notes.**")) == (None, "notes")
+
+
+def test_the_instructors_page_lists_every_exercise_in_order_and_is_in_the_toc():
+    page = (BOOK / "instructors.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d+\.\d+) ★[★☆]{2} \[[^\]]+\]\((\d\d_\w+)\.ipynb\) \| `(\w+)` \|", page, flags=re.M)
+    assert [(i, name) for i, _, name in rows] == [(e.id, e.name) for e in EXERCISES.values()]
+    assert all(int(notebook[:2]) == int(i.split(".")[0]) for i, notebook, _ in rows)
+    assert "python -m packnet.coursework student" in page and "python -m packnet.coursework grade" in page
+    assert "file: book/instructors\n" in (ROOT / "_toc.yml").read_text(encoding="utf-8")
