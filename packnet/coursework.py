@@ -216,7 +216,9 @@ class GradeReport:
         notebook: the submission's path.
         results: one :class:`~packnet.exercises.CheckResult` dict per exercise (``id``, ``name``, ``status``,
             ``passed``, ``message``).
-        errors: cells that raised while the notebook ran: ``{"cell", "exercise", "role", "ename", "evalue"}``.
+        errors: cells that raised while the notebook ran: ``{"cell", "exercise", "role", "expected", "ename",
+            "evalue"}``; ``expected`` is true for a cell tagged ``raises-exception`` (a chapter that shows an
+            error on purpose).
     """
 
     notebook: str
@@ -310,7 +312,8 @@ def grade_notebook(path: "str | Path", *, exercises_only: bool = False, timeout:
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 exercise_id, role = exercise_role(cell)
-                report.errors.append({"cell": index, "exercise": exercise_id, "role": role,
+                expected = "raises-exception" in (cell.get("metadata") or {}).get("tags", [])
+                report.errors.append({"cell": index, "exercise": exercise_id, "role": role, "expected": expected,
                                       "ename": output.get("ename"), "evalue": output.get("evalue")})
     text = "".join(o.get("text", "") for o in nb.cells[-1].get("outputs", []) if o.get("output_type") == "stream")
     line = next((ln for ln in text.splitlines() if ln.startswith(_GRADE_MARKER)), None)

@@ -217,3 +217,26 @@ def test_setup_cell_tool_renders_the_documented_cell():
 def test_overview_figure_is_committed():
     assert (BOOK / "figures" / "packnet_overview.png").stat().st_size > 10_000
     assert "figures/packnet_overview.png" in (BOOK / "intro.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_exercise_solutions_render_collapsed_behind_a_show_the_solution_toggle(book_build: BookBuild):
+    """Each solution cell is in the page, folded: a closed <details> whose summary reads "Show the solution"."""
+    bs4 = pytest.importorskip("bs4")
+    from packnet.coursework import exercise_role
+
+    checked = 0
+    for page in NOTEBOOK_PAGES:
+        nb = load_notebook(ROOT / f"{page}.ipynb")
+        solutions = [c for c in nb["cells"] if exercise_role(c)[1] == "solution"]
+        if not solutions:
+            continue
+        soup = bs4.BeautifulSoup((book_build.html / f"{page}.html").read_text(encoding="utf-8"), "html.parser")
+        folds = [d for d in soup.find_all("details") if "Show the solution" in d.get_text(" ")]
+        assert len(folds) == len(solutions), f"{page}: {len(folds)} solution toggles for {len(solutions)} solutions"
+        for fold, cell in zip(folds, solutions):
+            assert not fold.has_attr("open"), f"{page}: a solution is shown unfolded"
+            first_code_line = source(cell).splitlines()[0]
+            assert first_code_line in fold.get_text(), f"{page}: {first_code_line!r} is not inside its toggle"
+        checked += 1
+    assert checked == 7, f"expected exercises in chapters 1-7, found them in {checked} chapters"
