@@ -107,10 +107,14 @@ class Task:
             train_sampler = RandomSampler(self.train, generator=generator)
         else:
             train_sampler = SequentialSampler(self.train)
+        # Each DataLoader draws a base seed every time it is iterated; from its own generator, not torch's global
+        # one, so that training for more or fewer epochs does not change what is built with the global RNG after.
         train = DataLoader(self.train, batch_size=None, num_workers=0,
-                           sampler=BatchSampler(train_sampler, batch_size, drop_last=False))
+                           sampler=BatchSampler(train_sampler, batch_size, drop_last=False),
+                           generator=torch.Generator().manual_seed(seed))
         test = DataLoader(self.test, batch_size=None, num_workers=0,
-                          sampler=BatchSampler(SequentialSampler(self.test), batch_size, drop_last=False))
+                          sampler=BatchSampler(SequentialSampler(self.test), batch_size, drop_last=False),
+                          generator=torch.Generator().manual_seed(seed))
         return train, test
 
 

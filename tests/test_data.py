@@ -301,3 +301,16 @@ def test_fashion_mnist_from_torchvision_files(tmp_path: Path) -> None:
     # the MNIST folder is not used for Fashion-MNIST
     with pytest.raises(RuntimeError, match="Dataset not found"):
         load_mnist("mnist", root=tmp_path)
+
+
+def test_iterating_loaders_leaves_the_global_rng_alone(split_tasks: list[Task]) -> None:
+    """DataLoader draws a base seed on every iteration; from the loader's own generator, so a network built after
+    training does not depend on how many epochs (or evaluations) ran before."""
+    train_loader, test_loader = split_tasks[0].loaders(batch_size=256, seed=3)
+    state = torch.random.get_rng_state()
+    for _ in range(2):
+        for _batch in train_loader:
+            pass
+        for _batch in test_loader:
+            pass
+    assert torch.equal(torch.random.get_rng_state(), state)
