@@ -18,7 +18,7 @@ import pytest
 
 from book_build import ROOT
 from packnet.coursework import (BEGIN_SOLUTION, END_SOLUTION, check_cell, exercise_role, grade_notebook, main,
-                                notes_cell, solution_cell, stub_source, student_notebook, write_student_edition)
+                                notes_cell, solution_cell, stub_source, student_notebook)
 from packnet.exercises import EXERCISES, exercises_of_chapter
 
 BOOK = ROOT / "book"
