@@ -10,7 +10,7 @@ Run with the Python of a virtual environment that has ``avalanche-lib==0.6.0`` (
 
 What it runs, all Avalanche 0.6.0 API:
 
-* model: the same MLP as ``packnet.models.mlp`` (``Flatten``, ``Linear(784, 256)``, ``ReLU``,
+* model: the same MLP as ``packnet.bench.models.mlp`` (``Flatten``, ``Linear(784, 256)``, ``ReLU``,
   ``Linear(256, 256)``, ``ReLU``, one ``Linear(256, 2)`` head per task) with the same initial weights, wrapped
   in ``avalanche.models.packnet.PackNetModel``, which replaces every ``nn.Linear`` by a PackNet layer (a ``uint8``
   ``task_index`` and two ``bool`` masks per weight). ``PackNetModel`` calls its wrappee with the input only, so
@@ -69,7 +69,7 @@ def run_once(blob, cfg, device, train_stream, test_stream, n_classes, task_ids, 
     from avalanche.training import PackNet
     from avalanche.training.plugins import EvaluationPlugin
 
-    # ---- the same MLP, the same initial weights (state-dict keys as packnet.models.mlp's)
+    # ---- the same MLP, the same initial weights (state-dict keys as packnet.bench.models.mlp's)
     net = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
                         heads_cls(256, n_classes, task_ids))
     missing, unexpected = net.load_state_dict(blob["init_state"], strict=False)

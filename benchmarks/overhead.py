@@ -49,7 +49,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     import packnet
 from packnet import PackNet, TaskHeads, global_prune_masks, owned_mask, prune_mask
-from packnet.models import mlp, small_cnn
+from packnet.bench.models import mlp, small_cnn
 
 from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 

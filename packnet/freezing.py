@@ -28,11 +28,10 @@ from typing import Iterator, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from .masks import INT_OF_SIZE, bit_pattern
+
 TrainableSpec = Union[bool, Tensor]
 """Per parameter: ``True`` (all entries learn), ``False`` (none do) or a bool mask of the entries that do."""
-
-
-_SAME_SIZE_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 @dataclass
@@ -51,9 +50,8 @@ class _Partial:
 
     @classmethod
     def build(cls, param: nn.Parameter, trainable: Tensor) -> "_Partial":
-        bits = _SAME_SIZE_INT[param.element_size()]
-        keep = trainable.to(bits).neg_()  # True -> -1 (all bits set), False -> 0
-        frozen_bits = param.detach().clone().view(bits).bitwise_and_(keep.bitwise_not())
+        keep = bit_pattern(trainable, param)  # True -> -1 (all bits set), False -> 0
+        frozen_bits = param.detach().clone().view(keep.dtype).bitwise_and_(keep.bitwise_not())
         return cls(param, keep, frozen_bits)
 
     def restore(self) -> None:
@@ -115,7 +113,7 @@ class WeightGuard:
                 guard.trainable_params.append(param)
             elif spec is False:
                 guard.frozen.append((param, param.detach().clone()))
-            elif param.element_size() not in _SAME_SIZE_INT:
+            elif param.element_size() not in INT_OF_SIZE:
                 raise TypeError(f"cannot protect a parameter of dtype {param.dtype} entry by entry")
             else:
                 guard.partial.append(_Partial.build(param, spec))

@@ -22,7 +22,11 @@ from torch import Tensor
 FREE = 0
 """Owner value of a weight that no task owns (never used, or pruned)."""
 
-_SAME_SIZE_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+INT_OF_SIZE: dict[int, torch.dtype] = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+"""The integer dtype of each element size in bytes. Viewed as that dtype a tensor has exactly its own bits, so
+an AND with all-ones / all-zeros patterns (:func:`bit_pattern`) keeps or zeroes entries exactly, NaN, ±inf
+and -0.0 included, with no data-dependent branch: inference masking here and
+:class:`~packnet.WeightGuard` both work this way."""
 
 MAX_TASKS = 255
 """An owner map is ``uint8``: owner values 1..255, so at most 255 tasks fit in one network."""
@@ -155,6 +159,28 @@ def claim_kept(owner: Tensor, candidates: Tensor, pruned: Tensor, k: int) -> Ten
     return owner.masked_fill(candidates & ~pruned, k)
 
 
+def bit_pattern(mask: Tensor, like: Tensor) -> Tensor:
+    """``mask`` as bits for ``like``'s integer view (:data:`INT_OF_SIZE`): all bits set where ``True``, none
+    where ``False``.
+
+    Args:
+        mask: a bool mask.
+        like: the tensor the pattern will be ANDed with (only its element size matters).
+
+    Returns:
+        An integer tensor shaped like ``mask``: ``-1`` (every bit set) where ``True``, ``0`` where ``False``.
+
+    Examples:
+        >>> w = torch.tensor([1.5, float("nan"), -0.0])
+        >>> keep = bit_pattern(torch.tensor([True, False, True]), w)
+        >>> keep.tolist()
+        [-1, 0, -1]
+        >>> _ = w.view(keep.dtype).bitwise_and_(keep); w
+        tensor([1.5000, 0.0000, -0.0000])
+    """
+    return mask.to(INT_OF_SIZE[like.element_size()]).neg_()
+
+
 def apply_visibility_(weight: Tensor, owner: Tensor, k: int) -> Tensor:
     """Zero, in place, every entry of ``weight`` task ``k`` must not see; return the original values.
 
@@ -168,12 +194,12 @@ def apply_visibility_(weight: Tensor, owner: Tensor, k: int) -> Tensor:
     """
     with torch.no_grad():
         backup = weight.detach().clone()
-        bits = _SAME_SIZE_INT.get(weight.element_size())
+        bits = INT_OF_SIZE.get(weight.element_size())
         if bits is None:
             torch.where(visible_mask(owner, k), weight, torch.zeros((), dtype=weight.dtype, device=weight.device),
                         out=weight.data)
         else:  # AND with all-ones / all-zeros bit patterns: +0.0 where hidden, no data-dependent branch
-            weight.detach().view(bits).bitwise_and_(visible_mask(owner, k).to(bits).neg_())
+            weight.detach().view(bits).bitwise_and_(bit_pattern(visible_mask(owner, k), weight))
     return backup
 
 

@@ -28,7 +28,7 @@ from .heads import TaskHeads
 from .masks import (MAX_TASKS, apply_visibility_, claim_kept, free_mask, new_owner_map, owner_counts, restore_,
                     trainable_mask)
 from .pruning import check_prune_ratio, global_prune_masks, prune_mask
-from .training import evaluate_accuracy, train_epochs
+from .training import OptimizerFactory, default_optimizer, evaluate_accuracy, train_epochs
 
 __all__ = ["PackNet", "DEFAULT_PRUNABLE"]
 
@@ -36,7 +36,6 @@ DEFAULT_PRUNABLE: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d
 """Module types whose ``weight`` PackNet prunes by default (their biases are *shared* parameters)."""
 
 SHARED_POLICIES = ("first_task", "per_task")
-OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 TaskId = Hashable
 
 _FORMAT = "packnet/1"
@@ -46,10 +45,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     """The network inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper (else ``model`` itself)."""
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
     return model.module if isinstance(model, wrappers) else model
-
-
-def _default_optimizer(params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=0.01, momentum=0.9)
 
 
 class PackNet:
@@ -356,7 +351,7 @@ class PackNet:
     def _fit(self, task_id: TaskId, loader: Iterable, epochs: int, optimizer: Optional[OptimizerFactory],
              criterion: Optional[nn.Module], device: Optional[Union[str, torch.device]], progress: bool,
              amp: bool, desc: str) -> list[dict[str, float]]:
-        make_optimizer = optimizer if optimizer is not None else _default_optimizer
+        make_optimizer = optimizer if optimizer is not None else default_optimizer
         self._steps_taken = 0
 
         def count_step() -> None:

@@ -14,9 +14,25 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-__all__ = ["train_epochs", "evaluate_accuracy"]
+__all__ = ["train_epochs", "evaluate_accuracy", "default_optimizer"]
 
 Device = Union[str, torch.device]
+OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
+"""How a training phase gets its optimizer: called once with the parameters that may learn."""
+
+
+def default_optimizer(params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """The optimizer a training phase gets when none is given: SGD, learning rate 0.01, momentum 0.9.
+
+    These are the seed's settings; PackNet and every baseline use them, so a comparison without an explicit
+    ``optimizer=`` is still like for like.
+
+    Examples:
+        >>> opt = default_optimizer([nn.Parameter(torch.zeros(2))])
+        >>> type(opt).__name__, opt.defaults["lr"], opt.defaults["momentum"]
+        ('SGD', 0.01, 0.9)
+    """
+    return torch.optim.SGD(params, lr=0.01, momentum=0.9)
 
 
 def train_epochs(model: nn.Module, loader: Iterable, epochs: int, optimizer: torch.optim.Optimizer, *,

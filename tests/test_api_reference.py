@@ -19,17 +19,28 @@ bs4 = pytest.importorskip("bs4")  # installed with the book tools (pydata-sphinx
 import packnet  # noqa: E402
 
 API_PAGE = "book/api"
-NOT_DOCUMENTED = {"packnet.__main__", "packnet.seed_sketch"}
-"""The command line (documented by ``python -m packnet --help``) and the seed's buggy sketch (book material only)."""
+NOT_DOCUMENTED = {"packnet.__main__", "packnet.coursework", "packnet.bench.cli", "packnet.book.seed_sketch"}
+"""The command line and its hand-offs (documented by ``python -m packnet --help`` and ``python -m
+packnet.coursework --help``) and the seed's buggy sketch (book material only)."""
+
+SUBPACKAGES = ("packnet.bench", "packnet.book", "packnet.course")
+"""The apparatus around the algorithm: each of their modules gets its own section, like a top-level module."""
 
 
 def public_modules() -> list:
-    """Every module of the package that declares ``__all__``, except those in :data:`NOT_DOCUMENTED`."""
-    modules = []
+    """Every top-level module of the package, and every module of :data:`SUBPACKAGES`, that declares
+    ``__all__``, except those in :data:`NOT_DOCUMENTED`."""
+    names = []
     for info in pkgutil.iter_modules(packnet.__path__, prefix="packnet."):
-        if info.name in NOT_DOCUMENTED:
+        names.append(info.name)
+        if info.name in SUBPACKAGES:
+            sub = importlib.import_module(info.name)
+            names += [i.name for i in pkgutil.iter_modules(sub.__path__, prefix=f"{info.name}.")]
+    modules = []
+    for name in names:
+        if name in NOT_DOCUMENTED:
             continue
-        module = importlib.import_module(info.name)
+        module = importlib.import_module(name)
         if hasattr(module, "__all__"):
             modules.append(module)
     return modules
@@ -91,7 +102,7 @@ def test_the_constants_written_out_by_hand_match_the_library(api_page):
     """DEFAULT_PRUNABLE and BENCHMARKS have no docstring autodoc can use, so book/api.md spells them out."""
     from sphinx.pycode import ModuleAnalyzer
 
-    from packnet.data import BENCHMARKS
+    from packnet.bench.data import BENCHMARKS
 
     text = api_page.find("dt", id="packnet.DEFAULT_PRUNABLE").find_next_sibling("dd").get_text(" ", strip=True)
     doc = " ".join(ModuleAnalyzer.for_module("packnet.packnet").find_attr_docs()[("", "DEFAULT_PRUNABLE")])
@@ -99,7 +110,7 @@ def test_the_constants_written_out_by_hand_match_the_library(api_page):
     value = api_page.find("dt", id="packnet.DEFAULT_PRUNABLE").get_text(" ", strip=True)
     assert all(f"nn.{cls.__name__}" in value for cls in packnet.DEFAULT_PRUNABLE), value
 
-    value = api_page.find("dt", id="packnet.data.BENCHMARKS").get_text(" ", strip=True)
+    value = api_page.find("dt", id="packnet.bench.data.BENCHMARKS").get_text(" ", strip=True)
     for name, builder in BENCHMARKS.items():
         assert f'"{name}": {builder.__name__}' in value, f"BENCHMARKS[{name!r}] is not what book/api.md says"
 

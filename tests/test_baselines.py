@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from packnet.baselines import (EWCPenalty, _linear_fisher, _RoundRobin, _vmap_fisher, count_parameters,
+from packnet.bench.baselines import (EWCPenalty, _linear_fisher, _RoundRobin, _vmap_fisher, count_parameters,
                                diagonal_fisher, run_ewc, run_finetune, run_independent, run_joint, set_active_task)
-from packnet.data import Task
-from packnet.models import mlp
+from packnet.bench.data import Task
+from packnet.bench.models import mlp
 
 from helpers import conv_bn_net
 

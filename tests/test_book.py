@@ -223,7 +223,7 @@ def test_overview_figure_is_committed():
 def test_exercise_solutions_render_collapsed_behind_a_show_the_solution_toggle(book_build: BookBuild):
     """Each solution cell is in the page, folded: a closed <details> whose summary reads "Show the solution"."""
     bs4 = pytest.importorskip("bs4")
-    from packnet.coursework import exercise_role
+    from packnet.course.coursework import exercise_role
 
     checked = 0
     for page in NOTEBOOK_PAGES:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from packnet import TaskHeads, capacity_schedule, equal_share_schedule, format_capacity, tasks_that_fit
-from packnet.metrics import average_accuracy, backward_transfer, forgetting
+from packnet.bench.metrics import average_accuracy, backward_transfer, forgetting
 
 
 def test_capacity_schedule_with_a_per_task_schedule():

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from packnet.__main__ import main
+from packnet.bench.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_cli_help_and_bad_device():
 def _tiny_tasks(n: int = 2) -> list:
     from torch.utils.data import TensorDataset
 
-    from packnet.data import Task
+    from packnet.bench.data import Task
 
     g = torch.Generator().manual_seed(7)
     tasks = []
@@ -84,7 +84,7 @@ def _tiny_model(n: int = 2) -> "torch.nn.Module":
 
 
 def test_undefined_figures_are_json_null_so_strict_parsers_accept_the_summary():
-    from packnet.baselines import run_joint
+    from packnet.bench.baselines import run_joint
 
     joint = run_joint(_tiny_model(), _tiny_tasks(), epochs=1, batch_size=16, progress=False)
     assert any(f != f for f in joint.forgetting)  # joint training's forgetting is undefined (nan) ...
@@ -95,7 +95,7 @@ def test_undefined_figures_are_json_null_so_strict_parsers_accept_the_summary():
 
 def test_run_packnet_passes_amp_to_training_and_retraining(monkeypatch):
     from packnet import PackNet
-    from packnet.experiment import run_packnet
+    from packnet.bench.experiment import run_packnet
 
     seen = []
     for name in ("train_task", "retrain"):

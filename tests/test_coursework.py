@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from book_build import ROOT
-from packnet.coursework import (BEGIN_SOLUTION, END_SOLUTION, check_cell, exercise_role, grade_notebook, main,
+from packnet.course.coursework import (BEGIN_SOLUTION, END_SOLUTION, check_cell, exercise_role, grade_notebook, main,
                                 notes_cell, solution_cell, stub_source, student_notebook)
-from packnet.exercises import EXERCISES, exercises_of_chapter
+from packnet.course.exercises import EXERCISES, exercises_of_chapter
 
 BOOK = ROOT / "book"
 SOURCES = sorted(p for p in BOOK.glob("[0-9][0-9]_*.ipynb")

@@ -1,4 +1,4 @@
-"""Tests for packnet.data: MNIST continual-learning benchmarks (offline, fast)."""
+"""Tests for packnet.bench.data: MNIST continual-learning benchmarks (offline, fast)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from packnet.data import (
+from packnet.bench.data import (
     BENCHMARKS,
     Task,
     load_mnist,

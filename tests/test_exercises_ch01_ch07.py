@@ -18,10 +18,10 @@ import pytest
 import torch
 
 import packnet
-from packnet import metrics
-from packnet.coursework import exercise_role, grade_notebook, student_notebook, stub_source
-from packnet.exercises import ExerciseFailed, check, exercises_of_chapter, run_check
-from packnet.experiment import run_packnet
+from packnet.bench import metrics
+from packnet.course.coursework import exercise_role, grade_notebook, student_notebook, stub_source
+from packnet.course.exercises import ExerciseFailed, check, exercises_of_chapter, run_check
+from packnet.bench.experiment import run_packnet
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
 NOTEBOOKS = {1: BOOK / "01_forgetting.ipynb", 7: BOOK / "07_pipeline.ipynb"}

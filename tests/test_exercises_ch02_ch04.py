@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import packnet
-from packnet.coursework import exercise_role, grade_notebook, student_notebook, stub_source
-from packnet.exercises import EXERCISES, ExerciseFailed, check, exercises_of_chapter, run_check
-from packnet.exercises.ch02_free_weights import _reference_guarded_step, _reference_mask_gradients_
-from packnet.exercises.ch04_retrain_freeze import _reference_learn_task
+from packnet.course.coursework import exercise_role, grade_notebook, student_notebook, stub_source
+from packnet.course.exercises import EXERCISES, ExerciseFailed, check, exercises_of_chapter, run_check
+from packnet.course.exercises.ch02_free_weights import _reference_guarded_step, _reference_mask_gradients_
+from packnet.course.exercises.ch04_retrain_freeze import _reference_learn_task
 from packnet.masks import claim_kept
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +162,7 @@ def test_masking_alone_is_told_momentum_moved_the_frozen_weights():
 
 
 def test_masking_alone_without_momentum_is_caught_by_weight_decay():
-    from packnet.exercises import ch02_free_weights as ch02
+    from packnet.course.exercises import ch02_free_weights as ch02
 
     mask_gradients_ = notebook_namespace(2)["mask_gradients_"]
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import packnet
-from packnet.coursework import exercise_role, grade_notebook, stub_source, student_notebook
-from packnet.exercises import ExerciseFailed, check, run_check
-from packnet.exercises.ch05_inference import _reference_task_view
+from packnet.course.coursework import exercise_role, grade_notebook, stub_source, student_notebook
+from packnet.course.exercises import ExerciseFailed, check, run_check
+from packnet.course.exercises.ch05_inference import _reference_task_view
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 NOTEBOOKS = {5: BOOK / "05_inference.ipynb", 6: BOOK / "06_capacity.ipynb"}

@@ -1,12 +1,12 @@
-"""packnet.transforms: MNIST digits as 3×32×32 inputs for ImageNet-style networks, and per-task subsets."""
+"""packnet.bench.transforms: MNIST digits as 3×32×32 inputs for ImageNet-style networks, and per-task subsets."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from packnet.data import Task, split_mnist
-from packnet.transforms import to_rgb32, transform_task
+from packnet.bench.data import Task, split_mnist
+from packnet.bench.transforms import to_rgb32, transform_task
 
 
 @pytest.fixture(scope="module")

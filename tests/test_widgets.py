@@ -7,7 +7,7 @@ import math
 import pytest
 
 from packnet import capacity_schedule
-from packnet.widgets import capacity_planner, draw_planner, planner_data
+from packnet.book.widgets import capacity_planner, draw_planner, planner_data
 
 
 def test_planner_data_is_the_geometric_schedule_and_the_equal_share_plan():

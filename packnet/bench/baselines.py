@@ -1,7 +1,7 @@
 """Baselines to measure PackNet against, trained on the same data with the same budgets.
 
-Every function here returns the same :class:`~packnet.experiment.ExperimentResult` as
-:func:`~packnet.experiment.run_packnet` (with ``packnet=None``), so the metrics and plots apply unchanged:
+Every function here returns the same :class:`~packnet.bench.experiment.ExperimentResult` as
+:func:`~packnet.bench.experiment.run_packnet` (with ``packnet=None``), so the metrics and plots apply unchanged:
 
 * :func:`run_finetune` — one network fine-tuned on each task in turn, nothing protected: the catastrophic
   forgetting PackNet exists to prevent (McCloskey & Cohen, 1989; Goodfellow et al., 2013). The lower bound.
@@ -15,7 +15,7 @@ Every function here returns the same :class:`~packnet.experiment.ExperimentResul
 
 Budgets: a *sequential* baseline gets ``epochs`` passes over each task, as many as PackNet's
 ``epochs + retrain_epochs``; :func:`run_joint` gets ``epochs`` passes over the union, the same number of
-optimizer steps in total. Shuffling is seeded exactly as in :func:`~packnet.experiment.run_packnet` (task ``i``'s
+optimizer steps in total. Shuffling is seeded exactly as in :func:`~packnet.bench.experiment.run_packnet` (task ``i``'s
 loader with ``seed + i``) and every task is tested on its whole test set in batches of 1,000.
 
 The EWC building blocks are public too, to use in a hand-written loop: :func:`diagonal_fisher`,
@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from packnet.heads import TaskHeads
+from packnet.training import OptimizerFactory, default_optimizer, evaluate_accuracy, train_epochs
+
 from .data import Task
 from .experiment import ExperimentResult
-from .heads import TaskHeads
 from .metrics import nan_matrix
-from .packnet import OptimizerFactory, _default_optimizer
-from .training import evaluate_accuracy, train_epochs
 
 __all__ = ["run_finetune", "run_ewc", "run_independent", "run_joint", "set_active_task", "count_parameters",
            "diagonal_fisher", "EWCPenalty"]
@@ -69,7 +69,7 @@ def count_parameters(model: nn.Module, task_id: Optional[Hashable] = None) -> in
         The number of scalar parameters.
 
     Examples:
-        >>> from packnet.models import mlp
+        >>> from packnet.bench.models import mlp
         >>> net = mlp(range(5), 2, hidden=(8,))          # 784·8+8 trunk, five heads of 8·2+2
         >>> count_parameters(net), count_parameters(net, task_id=0)
         (6370, 6298)
@@ -84,7 +84,7 @@ def count_parameters(model: nn.Module, task_id: Optional[Hashable] = None) -> in
 
 def _check_tasks(tasks: Sequence[Task]) -> None:
     if len(tasks) == 0:
-        raise ValueError("tasks is empty: pass the benchmark, e.g. packnet.data.split_mnist()")
+        raise ValueError("tasks is empty: pass the benchmark, e.g. packnet.bench.data.split_mnist()")
     ids = [task.task_id for task in tasks]
     if len(set(ids)) != len(ids):
         raise ValueError(f"task ids must be distinct, got {ids}")
@@ -124,7 +124,7 @@ def _train_sequentially(model: nn.Module, tasks: Sequence[Task], method: str, *,
     _check_budget(epochs, batch_size)
     start = time.perf_counter()
     model.to(device)
-    make_optimizer = optimizer if optimizer is not None else _default_optimizer
+    make_optimizer = optimizer if optimizer is not None else default_optimizer
     R = nan_matrix(len(tasks))
     histories = []
     for i, task in enumerate(tasks):
@@ -158,19 +158,19 @@ def run_finetune(model: nn.Module, tasks: Sequence[Task], *, epochs: int = 5, ba
         batch_size: training batch size.
         optimizer: factory ``params -> Optimizer``, a fresh one per task (default: SGD, lr 0.01, momentum 0.9).
         device: where to train.
-        seed: seeds the loaders' shuffling (the same as :func:`~packnet.experiment.run_packnet` uses).
+        seed: seeds the loaders' shuffling (the same as :func:`~packnet.bench.experiment.run_packnet` uses).
         progress: show tqdm bars.
 
     Returns:
-        An :class:`~packnet.experiment.ExperimentResult` with ``method="finetune"``: the full lower-triangular
+        An :class:`~packnet.bench.experiment.ExperimentResult` with ``method="finetune"``: the full lower-triangular
         accuracy matrix, ``histories[i] = {"train": [...]}``.
 
     Raises:
         ValueError: if ``tasks`` is empty or has repeated ids, or ``epochs`` / ``batch_size`` are invalid.
 
     Examples:
-        >>> from packnet.data import split_mnist
-        >>> from packnet.models import mlp
+        >>> from packnet.bench.data import split_mnist
+        >>> from packnet.bench.models import mlp
         >>> tasks = split_mnist(2)
         >>> _ = torch.manual_seed(0)
         >>> result = run_finetune(mlp(range(2), 2, hidden=(16,)), tasks, epochs=1, progress=False)
@@ -485,7 +485,7 @@ def run_ewc(model: nn.Module, tasks: Sequence[Task], *, ewc_lambda: float = 100.
         fisher_per_sample: per-example squared gradients (default) or per-minibatch (see :func:`diagonal_fisher`).
 
     Returns:
-        An :class:`~packnet.experiment.ExperimentResult` with ``method="ewc"``; ``histories[i]["train"]`` holds
+        An :class:`~packnet.bench.experiment.ExperimentResult` with ``method="ewc"``; ``histories[i]["train"]`` holds
         the task loss only (the penalty's gradient is added after each backward pass by
         :meth:`EWCPenalty.add_gradient_`; its value is never needed for training).
 
@@ -494,8 +494,8 @@ def run_ewc(model: nn.Module, tasks: Sequence[Task], *, ewc_lambda: float = 100.
             non-finite ``ewc_lambda``.
 
     Examples:
-        >>> from packnet.data import split_mnist
-        >>> from packnet.models import mlp
+        >>> from packnet.bench.data import split_mnist
+        >>> from packnet.bench.models import mlp
         >>> _ = torch.manual_seed(0)
         >>> result = run_ewc(mlp(range(2), 2, hidden=(16,)), split_mnist(2), ewc_lambda=10.0, epochs=1,
         ...                  progress=False)
@@ -539,7 +539,7 @@ def run_independent(make_model: Callable[[], nn.Module], tasks: Sequence[Task], 
         progress: show tqdm bars.
 
     Returns:
-        An :class:`~packnet.experiment.ExperimentResult` with ``method="independent"`` whose ``model`` is an
+        An :class:`~packnet.bench.experiment.ExperimentResult` with ``method="independent"`` whose ``model`` is an
         ``nn.ModuleList`` of the ``T`` networks, ``model[j]`` for ``tasks[j]``.
 
     Raises:
@@ -548,8 +548,8 @@ def run_independent(make_model: Callable[[], nn.Module], tasks: Sequence[Task], 
         ValueError: for an empty or repeated task list or invalid ``epochs``/``batch_size``.
 
     Examples:
-        >>> from packnet.data import split_mnist
-        >>> from packnet.models import mlp
+        >>> from packnet.bench.data import split_mnist
+        >>> from packnet.bench.models import mlp
         >>> tasks = split_mnist(2)
         >>> result = run_independent(lambda: mlp(range(2), 2, hidden=(16,)), tasks, epochs=1, progress=False)
         >>> len(result.model), result.forgetting
@@ -633,15 +633,15 @@ def run_joint(model: nn.Module, tasks: Sequence[Task], *, epochs: int = 5, batch
         progress: show a tqdm bar.
 
     Returns:
-        An :class:`~packnet.experiment.ExperimentResult` with ``method="joint"`` and
+        An :class:`~packnet.bench.experiment.ExperimentResult` with ``method="joint"`` and
         ``histories == [{"train": [...]}]`` (one entry: there is one training run).
 
     Raises:
         ValueError: for an empty or repeated task list or invalid ``epochs``/``batch_size``.
 
     Examples:
-        >>> from packnet.data import split_mnist
-        >>> from packnet.models import mlp
+        >>> from packnet.bench.data import split_mnist
+        >>> from packnet.bench.models import mlp
         >>> _ = torch.manual_seed(0)
         >>> result = run_joint(mlp(range(2), 2, hidden=(16,)), split_mnist(2), epochs=1, progress=False)
         >>> [math.isnan(a) for a in result.accuracy_matrix[0]], math.isnan(result.backward_transfer)
@@ -652,7 +652,7 @@ def run_joint(model: nn.Module, tasks: Sequence[Task], *, epochs: int = 5, batch
     _check_budget(epochs, batch_size)
     start = time.perf_counter()
     model.to(device)
-    make_optimizer = optimizer if optimizer is not None else _default_optimizer
+    make_optimizer = optimizer if optimizer is not None else default_optimizer
     loader = _RoundRobin(model, [task.loaders(batch_size, seed=seed + i)[0] for i, task in enumerate(tasks)],
                          [task.task_id for task in tasks])
     model.train()

@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 import torch
 
-from ..pruning import global_prune_masks, num_to_prune, prune_mask
+from packnet.pruning import global_prune_masks, num_to_prune, prune_mask
+
 from .checking import call, exercise, expect_equal, fail, generator, py_random
 
 # Ratios whose product with n lands just below or on a .5 in floating point: int() and math.ceil() get them wrong.

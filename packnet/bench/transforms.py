@@ -2,7 +2,7 @@
 
 torchvision's ResNet-18 and VGG read 3-channel images whose side survives five halvings; MNIST digits are
 1×28×28. :func:`to_rgb32` pads a digit to 32×32 (as LeNet-5 did) and repeats its grey channel three times, and
-:func:`transform_task` applies such a transform to a whole :class:`~packnet.data.Task`, optionally keeping a
+:func:`transform_task` applies such a transform to a whole :class:`~packnet.bench.data.Task`, optionally keeping a
 random subset of its training images so that a large network trains in seconds on a CPU.
 """
 
@@ -56,17 +56,17 @@ def transform_task(task: Task, transform: Callable[[Tensor], Tensor], *, train_s
     """A copy of ``task`` whose train and test images went through ``transform``, on a subset of its training set.
 
     Args:
-        task: a task of :mod:`packnet.data` (``split_mnist(...)[i]`` and the like).
+        task: a task of :mod:`packnet.bench.data` (``split_mnist(...)[i]`` and the like).
         transform: maps a batch of images to a batch of images, e.g. :func:`to_rgb32`.
         train_size: keep this many training examples, drawn at random without replacement (``None``: all).
             The test set is always kept whole.
         seed: seeds the draw, so the same seed gives the same subset on every machine.
 
     Returns:
-        A new :class:`~packnet.data.Task` with the same id, name and classes.
+        A new :class:`~packnet.bench.data.Task` with the same id, name and classes.
 
     Examples:
-        >>> from packnet.data import split_mnist
+        >>> from packnet.bench.data import split_mnist
         >>> task = transform_task(split_mnist(1)[0], to_rgb32, train_size=100)
         >>> len(task.train), len(task.test), tuple(task.train.tensors[0].shape[1:]), task.name
         (100, 200, (3, 32, 32), 'digits 0/1')

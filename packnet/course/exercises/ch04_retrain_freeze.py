@@ -13,9 +13,10 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from ..masks import claim_kept
-from ..models import mlp
-from ..packnet import PackNet
+from packnet.bench.models import mlp
+from packnet.masks import claim_kept
+from packnet.packnet import PackNet
+
 from .checking import call, exercise, expect_equal, fail, generator, py_random
 
 

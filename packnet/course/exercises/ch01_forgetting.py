@@ -1,7 +1,7 @@
 """Chapter 1 exercises: the three numbers that score continual learning, from the accuracy matrix.
 
-Reference answers: :func:`packnet.metrics.average_accuracy`, :func:`packnet.metrics.forgetting`,
-:func:`packnet.metrics.backward_transfer`. Every case is an accuracy matrix ``R`` as a list of lists, ``R[i][j]``
+Reference answers: :func:`packnet.bench.metrics.average_accuracy`, :func:`packnet.bench.metrics.forgetting`,
+:func:`packnet.bench.metrics.backward_transfer`. Every case is an accuracy matrix ``R`` as a list of lists, ``R[i][j]``
 the accuracy on task ``j`` after learning task ``i`` and ``nan`` above the diagonal (tasks not learned yet).
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from ..metrics import average_accuracy, backward_transfer, forgetting
+from packnet.bench.metrics import average_accuracy, backward_transfer, forgetting
+
 from .checking import ExerciseFailed, call, exercise, expect_close, fail, py_random
 
 nan = math.nan
@@ -71,7 +72,7 @@ def _is(got: Any, value: float) -> bool:
         math.isclose(got, value, rel_tol=1e-9, abs_tol=1e-12) or (math.isnan(got) and math.isnan(value)))
 
 
-@exercise("1.1", "average_accuracy", title="average accuracy", reference="packnet.metrics.average_accuracy",
+@exercise("1.1", "average_accuracy", title="average accuracy", reference="packnet.bench.metrics.average_accuracy",
           hint="the mean of the last row, R[T-1][0..T-1]: every task's accuracy once all T tasks are learned.")
 def check_average_accuracy(fn: Callable[..., Any]) -> str:
     cases = _cases()
@@ -92,10 +93,10 @@ def check_average_accuracy(fn: Callable[..., Any]) -> str:
                 fail(f"{got!r} is the mean of every learned entry, expected {expected!r}, the mean of the last "
                      "row only", case=case)
         expect_close(got, expected, case=case, what="the average accuracy")
-    return f"{len(cases)} matrices of 1 to 6 tasks agree with packnet.metrics.average_accuracy"
+    return f"{len(cases)} matrices of 1 to 6 tasks agree with packnet.bench.metrics.average_accuracy"
 
 
-@exercise("1.2", "forgetting", title="forgetting per task", reference="packnet.metrics.forgetting",
+@exercise("1.2", "forgetting", title="forgetting per task", reference="packnet.bench.metrics.forgetting",
           hint="for j < T-1: max(R[i][j] for i in range(j, T-1)) - R[T-1][j], the best accuracy task j had "
                "*before* the end minus its final one; 0.0 for the last task.")
 def check_forgetting(fn: Callable[..., Any]) -> str:
@@ -129,10 +130,10 @@ def check_forgetting(fn: Callable[..., Any]) -> str:
                      f"{j}..{T - 2} only. With the final row in the max, a task that ended above its earlier "
                      "best gets 0.0 instead of its (negative) forgetting", case=case)
         expect_close(list(got), expected, case=case, what="the forgetting list")
-    return f"{len(cases)} matrices of 1 to 6 tasks agree with packnet.metrics.forgetting"
+    return f"{len(cases)} matrices of 1 to 6 tasks agree with packnet.bench.metrics.forgetting"
 
 
-@exercise("1.3", "backward_transfer", title="backward transfer", reference="packnet.metrics.backward_transfer",
+@exercise("1.3", "backward_transfer", title="backward transfer", reference="packnet.bench.metrics.backward_transfer",
           hint="the mean of R[T-1][j] - R[j][j] over the T-1 tasks before the last (final minus just learned: "
                "negative means forgetting); 0.0 for a single task.")
 def check_backward_transfer(fn: Callable[..., Any]) -> str:
@@ -164,4 +165,4 @@ def check_backward_transfer(fn: Callable[..., Any]) -> str:
                      "(minus the mean forgetting); backward transfer compares with R[j][j], the accuracy just "
                      "after learning", case=case)
         expect_close(got, expected, case=case, what="the backward transfer")
-    return f"{len(cases)} matrices of 1 to 6 tasks agree with packnet.metrics.backward_transfer"
+    return f"{len(cases)} matrices of 1 to 6 tasks agree with packnet.bench.metrics.backward_transfer"

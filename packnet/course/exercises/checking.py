@@ -76,7 +76,7 @@ class Exercise:
         return int(self.id.split(".")[0])
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # packnet/
 
 
 def _where_in_student_code(error: BaseException) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .capacity import capacity_schedule, equal_share_schedule
+from packnet.capacity import capacity_schedule, equal_share_schedule
 
 __all__ = ["planner_data", "draw_planner", "capacity_planner"]
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from ..capacity import capacity_schedule, equal_share_schedule, tasks_that_fit
+from packnet.capacity import capacity_schedule, equal_share_schedule, tasks_that_fit
+
 from .checking import call, exercise, expect_close, expect_equal, fail, py_random
 
 

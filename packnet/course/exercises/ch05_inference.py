@@ -11,7 +11,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from ..masks import apply_visibility_, restore_, visible_mask
+from packnet.masks import apply_visibility_, restore_, visible_mask
+
 from .checking import ExerciseFailed, call, exercise, expect_equal, fail, generator, py_random
 
 
@@ -83,7 +84,7 @@ class _Interrupted(Exception):
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Elementwise "the same float", as :func:`~packnet.exercises.checking.expect_equal` means it: equal values
+    """Elementwise "the same float", as :func:`~packnet.course.exercises.checking.expect_equal` means it: equal values
     with equal sign bits (-0.0 is not +0.0), and NaN where the other is NaN."""
     return (((a == b) | (a.isnan() & b.isnan())) & (torch.signbit(a) == torch.signbit(b)))
 

@@ -13,10 +13,12 @@ from typing import Any, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from packnet.distributed import is_distributed
+from packnet.packnet import PackNet
+from packnet.training import OptimizerFactory
+
 from .data import Task
-from .distributed import is_distributed
 from .metrics import average_accuracy, backward_transfer, forgetting, nan_matrix
-from .packnet import OptimizerFactory, PackNet
 
 __all__ = ["ExperimentResult", "run_packnet", "evaluate_seen"]
 
@@ -100,7 +102,7 @@ def run_packnet(model: nn.Module, tasks: Sequence[Task], *, prune_ratio: Union[f
     Args:
         model: the network (moved to ``device``), or a ``DistributedDataParallel`` wrapper of it: inside a
             ``torch.distributed`` process group the training sets are then sharded across processes.
-        tasks: the benchmark, e.g. :func:`packnet.data.split_mnist`.
+        tasks: the benchmark, e.g. :func:`packnet.bench.data.split_mnist`.
         prune_ratio: passed to :class:`~packnet.PackNet`.
         epochs: training epochs per task.
         retrain_epochs: re-training epochs after pruning.

@@ -5,20 +5,20 @@ Each chapter notebook ends with exercises. A coding exercise asks for one functi
 context, ...); :func:`check` runs the student's function and the library's reference on random cases and
 prints a precise, friendly message at the first disagreement: what was expected, what came back, a hint.
 
->>> from packnet.exercises import check
+>>> from packnet.course.exercises import check
 >>> import packnet
 >>> check("3.1", packnet.num_to_prune)
 ✓ Exercise 3.1 (num_to_prune) passed: 72 cases agree with packnet.num_to_prune.
 
-The exercises of chapter ``N`` live in ``packnet/exercises/chNN_*.py`` (importing this package registers them
-all); :mod:`packnet.coursework` turns the book's notebooks into a student edition and grades submissions with
+The exercises of chapter ``N`` live in ``packnet/course/exercises/chNN_*.py`` (importing this package registers them
+all); :mod:`packnet.course.coursework` turns the book's notebooks into a student edition and grades submissions with
 :func:`run_check`.
 """
 
 from __future__ import annotations
 
-from . import checking  # noqa: F401  (packnet.exercises.checking: the helpers for writing checkers)
-from .checking import EXERCISES  # noqa: F401  (the registry, documented in packnet.exercises.checking)
+from . import checking  # noqa: F401  (packnet.course.exercises.checking: the helpers for writing checkers)
+from .checking import EXERCISES  # noqa: F401  (the registry, documented in packnet.course.exercises.checking)
 from .checking import CheckResult, Exercise, ExerciseFailed, check, exercises_of_chapter, run_check
 
 CHAPTER_MODULES = ("ch01_forgetting", "ch02_free_weights", "ch03_pruning", "ch04_retrain_freeze",

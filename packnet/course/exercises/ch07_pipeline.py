@@ -1,6 +1,6 @@
 """Chapter 7 exercises: evaluate a learned task as itself, then the whole PackNet loop and its accuracy matrix.
 
-Reference answers: :meth:`packnet.PackNet.evaluate` and :func:`packnet.experiment.run_packnet` (its
+Reference answers: :meth:`packnet.PackNet.evaluate` and :func:`packnet.bench.experiment.run_packnet` (its
 ``accuracy_matrix``). The checkers train tiny PackNets (8 inputs, 16 hidden units, 2 classes) on tiny synthetic
 tasks, with weights and data drawn from private seeded generators, so a check takes a fraction of a second.
 """
@@ -15,11 +15,12 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from ..data import Task
-from ..experiment import run_packnet
-from ..heads import TaskHeads
-from ..packnet import PackNet
-from ..training import evaluate_accuracy
+from packnet.bench.data import Task
+from packnet.bench.experiment import run_packnet
+from packnet.heads import TaskHeads
+from packnet.packnet import PackNet
+from packnet.training import evaluate_accuracy
+
 from .checking import ExerciseFailed, call, describe, exercise, expect_equal, fail, generator
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
@@ -270,7 +271,7 @@ def _check_learn_tasks_case(fn: Callable[..., Any], seed: int, ids: list[int], s
 
 
 @exercise("7.2", "learn_tasks", title="the whole PackNet loop and its accuracy matrix",
-          reference="packnet.experiment.run_packnet",
+          reference="packnet.bench.experiment.run_packnet",
           hint="per task i: train_loader = task.loaders(batch_size, seed=seed + i)[0]; train_task, prune, retrain "
                "(same loader), freeze, all with task.task_id; then fill R[i][0..i] with evaluate_task on "
                "task.loaders(1000, shuffle=False)[1] and leave the rest of row i nan.")

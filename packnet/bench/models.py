@@ -10,7 +10,7 @@ from typing import Hashable, Iterable, Sequence
 
 from torch import nn
 
-from .heads import TaskHeads
+from packnet.heads import TaskHeads
 
 __all__ = ["mlp", "small_cnn"]
 
