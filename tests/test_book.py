@@ -220,6 +220,30 @@ def test_overview_figure_is_committed():
 
 
 @pytest.mark.slow
+def test_the_sidebar_numbers_the_chapters_as_their_figures_do(book_build: BookBuild):
+    """_toc.yml's numbered part: chapter N (book/0N_*.ipynb) is "N." in the sidebar, the number its figures and
+    exercises carry ("Figure N.1", "Exercise N.1"); the landing page and the reference pages have no number."""
+    bs4 = pytest.importorskip("bs4")
+    soup = bs4.BeautifulSoup((book_build.html / "book" / "intro.html").read_text(encoding="utf-8"), "html.parser")
+    nav = soup.select_one("nav.bd-docs-nav")
+    assert nav is not None, "no sidebar navigation on the landing page"
+    entries = {}
+    for link in nav.select("a.reference.internal"):
+        href = link.get("href", "").split("#")[0]
+        if href.endswith(".html"):
+            entries[f"book/{Path(href).stem}"] = " ".join(link.get_text(" ").split())
+    for page in toc_files()[1:]:
+        assert page in entries, f"{page} is not in the sidebar: {sorted(entries)}"
+        chapter = re.fullmatch(r"book/(\d\d)_\w+", page)
+        number = re.match(r"(\d+(?:\.\d+)*)\.\s", entries[page])
+        if chapter:
+            assert number and number.group(1) == str(int(chapter.group(1))), (
+                f"{page} shows as {entries[page]!r} in the sidebar, expected chapter number {int(chapter.group(1))}")
+        else:
+            assert not number, f"{page} is a reference page but is numbered in the sidebar: {entries[page]!r}"
+
+
+@pytest.mark.slow
 def test_exercise_solutions_render_collapsed_behind_a_show_the_solution_toggle(book_build: BookBuild):
     """Each solution cell is in the page, folded: a closed <details> whose summary reads "Show the solution"."""
     bs4 = pytest.importorskip("bs4")
