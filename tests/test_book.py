@@ -203,11 +203,13 @@ def test_setup_cell_tool_renders_the_documented_cell():
     tool = setup_cell_tool()
     cell = tool.render_setup_cell("https://example.org/o/r")
     assert cell.splitlines() == [
-        "# Setup: runs as-is locally, in CI and on Colab (where it first installs the book's `packnet` package).",
+        "# Setup: runs as-is locally and in CI. On Colab it first installs the `packnet` library",
+        f"# of the book's release {tool.release_tag()}, with the packages the chapters use (packnet[colab]).",
         "try:",
         "    import packnet",
         "except ImportError:  # e.g. on Colab",
-        '    %pip install --quiet "packnet[book] @ git+https://example.org/o/r"',
+        '    repository = "https://example.org/o/r"',
+        f'    %pip install --quiet "packnet[colab] @ git+{{repository}}@{tool.release_tag()}"',
         "    import packnet",
     ]
     with pytest.raises(ValueError):
