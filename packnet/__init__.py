@@ -8,8 +8,9 @@ from .capacity import capacity_schedule, equal_share_schedule, format_capacity, 
 from .freezing import WeightGuard
 from .heads import TaskHeads
 from .masks import claim_kept, free_mask, owned_mask, owner_counts, trainable_mask, visible_mask
-from .packnet import DEFAULT_PRUNABLE, PackNet
+from .packnet import PackNet
 from .pruning import global_prune_masks, num_to_prune, prune_mask
+from .roles import DEFAULT_PRUNABLE
 
 __version__ = "0.1.0"
 

@@ -11,27 +11,43 @@ at least a share ``s`` of the network to be useful, a fixed ratio fits only the 
 from __future__ import annotations
 
 import itertools
-from typing import Iterable, Iterator, Sequence, Union
+from typing import Any, Hashable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
-from .pruning import check_prune_ratio
+import torch
+from torch import Tensor
+
+from .masks import MAX_TASKS, owner_counts
+from .pruning import check_prune_ratio, check_ratio_schedule
 
 __all__ = ["capacity_schedule", "equal_share_schedule", "tasks_that_fit", "format_capacity"]
 
 Ratios = Union[float, Sequence[float]]
 
 
+def check_n_tasks(n_tasks: int, maximum: Optional[int] = None) -> None:
+    """Raise ``ValueError`` unless ``n_tasks`` is an ``int`` of at least 1 (and at most ``maximum``).
+
+    Examples:
+        >>> check_n_tasks(5, maximum=5)
+        >>> check_n_tasks(6, maximum=5)
+        Traceback (most recent call last):
+        ...
+        ValueError: n_tasks must be an int from 1 to 5, got 6
+    """
+    if (isinstance(n_tasks, bool) or not isinstance(n_tasks, int) or n_tasks < 1
+            or (maximum is not None and n_tasks > maximum)):
+        what = "a positive int" if maximum is None else f"an int from 1 to {maximum}"
+        raise ValueError(f"n_tasks must be {what}, got {n_tasks!r}")
+
+
 def _ratio_list(prune_ratio: Ratios, n_tasks: int) -> list[float]:
-    if isinstance(n_tasks, bool) or not isinstance(n_tasks, int) or n_tasks < 1:
-        raise ValueError(f"n_tasks must be a positive int, got {n_tasks!r}")
-    if isinstance(prune_ratio, (int, float)) and not isinstance(prune_ratio, bool):
-        ratios = [float(prune_ratio)] * n_tasks
-    else:
-        ratios = [float(r) for r in prune_ratio]
-        if len(ratios) != n_tasks:
-            raise ValueError(f"a per-task prune_ratio schedule needs {n_tasks} entries, got {len(ratios)}")
-    for r in ratios:
-        check_prune_ratio(r)
-    return ratios
+    check_n_tasks(n_tasks)
+    schedule = check_ratio_schedule(prune_ratio)
+    if isinstance(schedule, float):
+        return [schedule] * n_tasks
+    if len(schedule) != n_tasks:
+        raise ValueError(f"a per-task prune_ratio schedule needs {n_tasks} entries, got {len(schedule)}")
+    return schedule
 
 
 def _shares(ratios: Iterable[float]) -> Iterator[tuple[float, float]]:
@@ -84,8 +100,7 @@ def equal_share_schedule(n_tasks: int) -> list[float]:
         >>> equal_share_schedule(4)
         [0.75, 0.6666666666666667, 0.5, 0.0]
     """
-    if isinstance(n_tasks, bool) or not isinstance(n_tasks, int) or n_tasks < 1:
-        raise ValueError(f"n_tasks must be a positive int, got {n_tasks!r}")
+    check_n_tasks(n_tasks)
     return [1.0 - 1.0 / (n_tasks - t) for t in range(n_tasks)]
 
 
@@ -133,6 +148,39 @@ def tasks_that_fit(prune_ratio: float, min_share: float) -> int:
             return count
     raise ValueError(f"more than {_MAX_COUNT:,} tasks keep min_share={min_share} at prune_ratio={prune_ratio}: "
                      "too many to count (an owner map holds at most 255 tasks)")
+
+
+def measured_capacity(owner_maps: Mapping[str, Tensor], tasks: Sequence[Hashable]) -> list[dict[str, Any]]:
+    """How the prunable weights are shared out, counted on the owner maps: per layer and in total.
+
+    What :meth:`packnet.PackNet.capacity` returns. ``tasks[k]`` is the task whose owner value is ``k + 1``.
+
+    Args:
+        owner_maps: the owner map of each prunable layer, by name.
+        tasks: the task ids to report, in learning order.
+
+    Returns:
+        One row per layer and a last row ``"total"``:
+        ``{"layer", "weights", "free": fraction, "owned": {task_id: fraction}}``.
+
+    Examples:
+        >>> rows = measured_capacity({"fc": torch.tensor([0, 1, 1, 2], dtype=torch.uint8)}, ["a", "b"])
+        >>> rows[-1]
+        {'layer': 'total', 'weights': 4, 'free': 0.25, 'owned': {'a': 0.5, 'b': 0.25}}
+    """
+    rows, totals = [], torch.zeros(MAX_TASKS + 1, dtype=torch.int64)
+    for name, owner in owner_maps.items():
+        counts = owner_counts(owner).cpu()
+        totals += counts
+        rows.append(_capacity_row(name, counts, tasks))
+    rows.append(_capacity_row("total", totals, tasks))
+    return rows
+
+
+def _capacity_row(layer: str, counts: Tensor, tasks: Sequence[Hashable]) -> dict[str, Any]:
+    n = int(counts.sum())
+    return {"layer": layer, "weights": n, "free": int(counts[0]) / n,
+            "owned": {t: int(counts[k + 1]) / n for k, t in enumerate(tasks)}}
 
 
 def format_capacity(report: list[dict]) -> str:

@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 __all__ = ["is_distributed", "rank", "world_size", "tensor_digest", "check_identical_across_ranks",
-           "broadcast_buffers", "save_on_rank0"]
+           "broadcast_buffers", "save_on_rank0", "unwrap_parallel"]
 
 
 def is_distributed() -> bool:
@@ -103,3 +103,23 @@ def save_on_rank0(obj: Any, path: Union[str, os.PathLike]) -> None:
         torch.save(obj, path)
     if is_distributed():
         dist.barrier()
+
+
+def unwrap_parallel(model: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper (else ``model`` itself).
+
+    Raises ``ValueError`` for a DDP wrapper built without ``find_unused_parameters=True``: under PackNet some
+    parameters get no gradient in a phase, which plain DDP treats as an error.
+
+    Examples:
+        >>> net = torch.nn.Linear(2, 2)
+        >>> unwrap_parallel(torch.nn.DataParallel(net)) is net, unwrap_parallel(net) is net
+        (True, True)
+    """
+    wrappers = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
+    module = model.module if isinstance(model, wrappers) else model
+    if module is not model and not getattr(model, "find_unused_parameters", True):
+        raise ValueError(
+            "wrap the model as DistributedDataParallel(model, find_unused_parameters=True): under PackNet some "
+            "parameters get no gradient in a phase (other tasks' heads, frozen biases and norms)")
+    return module

@@ -9,7 +9,8 @@ ordinary prunable ``Linear``.
 
 from __future__ import annotations
 
-from typing import Hashable, Iterable, Optional
+import contextlib
+from typing import Hashable, Iterable, Iterator, Optional
 
 from torch import Tensor, nn
 
@@ -65,3 +66,24 @@ class TaskHeads(nn.Module):
 
     def extra_repr(self) -> str:
         return f"active={self.active!r}"
+
+
+@contextlib.contextmanager
+def heads_active(heads: Iterable[TaskHeads], task_id: Hashable) -> Iterator[None]:
+    """Make ``task_id`` the active task of every one of ``heads`` inside the block; put the old ones back after.
+
+    Examples:
+        >>> heads = TaskHeads(4, 2, task_ids=[0, 1]); heads.active = 0
+        >>> with heads_active([heads], 1):
+        ...     inside = heads.active
+        >>> inside, heads.active
+        (1, 0)
+    """
+    saved = [(h, h.active) for h in heads]
+    try:
+        for h, _ in saved:
+            h.active = task_id
+        yield
+    finally:
+        for h, active in saved:
+            h.active = active

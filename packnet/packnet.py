@@ -5,46 +5,40 @@ map per prunable weight (:mod:`packnet.masks`), decides what may learn in each p
 (:class:`~packnet.freezing.WeightGuard`), prunes with :mod:`packnet.pruning`, and swaps weights in place for
 ``with pn.task(t):`` so inference runs at the speed of the plain model.
 
-The lifecycle of one task is an explicit state machine; a call in the wrong state raises and changes nothing::
+The lifecycle of one task is an explicit state machine (:mod:`packnet.lifecycle`); a call in the wrong state
+raises and changes nothing::
 
     idle --train_task(t)--> training --prune(t)--> pruned --freeze(t)--> idle
               ^   |                                 |   ^
               +---+ (more epochs)                   +---+ retrain(t)
+
+Which tensors are prunable, task heads or shared is decided once, by :class:`~packnet.roles.Roles`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Callable, Hashable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _NormBase
 
-from .distributed import broadcast_buffers, check_identical_across_ranks, save_on_rank0
+from .capacity import measured_capacity
+from .checkpoint import FORMAT, check_checkpoint
+from .distributed import broadcast_buffers, check_identical_across_ranks, save_on_rank0, unwrap_parallel
 from .freezing import TrainableSpec, WeightGuard
-from .heads import TaskHeads
-from .masks import (MAX_TASKS, apply_visibility_, claim_kept, free_mask, new_owner_map, owner_counts, restore_,
-                    trainable_mask)
-from .pruning import check_prune_ratio, global_prune_masks, prune_mask
-from .training import OptimizerFactory, default_optimizer, evaluate_accuracy, train_epochs
+from .heads import heads_active
+from .lifecycle import Lifecycle, Stage, TaskId
+from .masks import apply_visibility_, claim_kept, free_mask, new_owner_map, restore_, trainable_mask
+from .pruning import SCOPES, Criterion, check_prune_ratio, check_ratio_schedule, prune_masks, schedule_ratio
+from .roles import DEFAULT_PRUNABLE, Roles
+from .training import (OptimizerFactory, check_epochs, default_optimizer, evaluate_accuracy, modes_restored,
+                       reestimate_batchnorm, train_epochs)
 
 __all__ = ["PackNet", "DEFAULT_PRUNABLE"]
 
-DEFAULT_PRUNABLE: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-"""Module types whose ``weight`` PackNet prunes by default (their biases are *shared* parameters)."""
-
 SHARED_POLICIES = ("first_task", "per_task")
-TaskId = Hashable
-
-_FORMAT = "packnet/1"
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The network inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper (else ``model`` itself)."""
-    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    return model.module if isinstance(model, wrappers) else model
 
 
 class PackNet:
@@ -55,17 +49,14 @@ class PackNet:
     ``with pn.task(t):`` hides every weight task ``t`` did not see, so it computes exactly — bit for bit — what
     it computed when it was frozen: zero forgetting.
 
-    Parameters fall into three roles:
-
-    * **prunable** weights (``weight`` of ``Conv1d/2d/3d`` and ``Linear`` by default): one owner map each;
-    * **heads**: parameters inside a :class:`~packnet.TaskHeads`; each task's head learns only while that
-      task trains, and is never pruned;
-    * **shared**: everything else — biases, BatchNorm/LayerNorm/GroupNorm affine parameters — and the
-      BatchNorm running statistics. With ``shared_policy="first_task"`` (the paper's) they learn with the first
-      task and are frozen afterwards (BatchNorm layers then run in eval mode while later tasks train). With
-      ``"per_task"`` every task trains its own copy, saved at :meth:`freeze` and swapped in by :meth:`task`:
-      better accuracy when tasks differ (different input statistics), at the cost of a few parameters and
-      buffers per task.
+    Parameters fall into three roles (:mod:`packnet.roles`): **prunable** weights (``weight`` of
+    ``Conv1d/2d/3d`` and ``Linear`` by default; one owner map each), **heads** (inside a
+    :class:`~packnet.TaskHeads`: each task's head learns only while that task trains, and is never pruned) and
+    **shared**: everything else (biases, normalisation affine parameters) and the BatchNorm running
+    statistics. With ``shared_policy="first_task"`` (the paper's) they learn with the first task and are
+    frozen afterwards (BatchNorm layers then run in eval mode while later tasks train). With ``"per_task"``
+    every task trains its own copy, saved at :meth:`freeze` and swapped in by :meth:`task`: better accuracy
+    when tasks differ (different input statistics), at the cost of a few parameters and buffers per task.
 
     Args:
         model: any ``nn.Module``; PackNet keeps a reference and changes its weights in place.
@@ -75,8 +66,12 @@ class PackNet:
         exclude: names of modules (as in ``model.named_modules()``) whose weights must not be pruned; their
             parameters become shared.
         shared_policy: ``"first_task"`` or ``"per_task"``, as above.
-        pruning: ``"layer"`` (each layer prunes its own ratio; the paper's) or ``"global"`` (one magnitude
+        pruning: the *scope*: ``"layer"`` (each layer prunes its own ratio; the paper's) or ``"global"`` (one
             threshold across all prunable layers).
+        prune_criterion: the *scores* pruning ranks by: a callable ``(parameter name, weight) -> scores``
+            returning a non-negative tensor shaped like the weight, lowest pruned first (like
+            ``torch.nn.utils.prune``'s ``importance_scores``). Default ``None``: the magnitude ``|w|``
+            (:func:`~packnet.pruning.magnitude`).
 
     Examples:
         >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -93,32 +88,22 @@ class PackNet:
         [0, 1]
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        prune_ratio: Union[float, Sequence[float]] = 0.75,
-        *,
-        prunable: Sequence[type[nn.Module]] = DEFAULT_PRUNABLE,
-        exclude: Iterable[str] = (),
-        shared_policy: str = "first_task",
-        pruning: str = "layer",
-    ) -> None:
+    def __init__(self, model: nn.Module, prune_ratio: Union[float, Sequence[float]] = 0.75, *,
+                 prunable: Sequence[type[nn.Module]] = DEFAULT_PRUNABLE, exclude: Iterable[str] = (),
+                 shared_policy: str = "first_task", pruning: str = "layer",
+                 prune_criterion: Optional[Criterion] = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"PackNet wraps an nn.Module, got {type(model).__name__}")
-        self.prune_ratio = self._check_ratio_schedule(prune_ratio)
+        self.prune_ratio = check_ratio_schedule(prune_ratio)
         if shared_policy not in SHARED_POLICIES:
             raise ValueError(f"shared_policy must be one of {SHARED_POLICIES}, got {shared_policy!r}")
-        if pruning not in ("layer", "global"):
+        if pruning not in SCOPES:
             raise ValueError(f"pruning must be 'layer' or 'global', got {pruning!r}")
-        module = _unwrap(model)
-        if module is not model and not getattr(model, "find_unused_parameters", True):
-            raise ValueError(
-                "wrap the model as DistributedDataParallel(model, find_unused_parameters=True): under PackNet some "
-                "parameters get no gradient in a phase (other tasks' heads, frozen biases and norms)")
-        exclude = set(exclude)
-        unknown = exclude - {name for name, _ in module.named_modules()}
-        if unknown:
-            raise ValueError(f"exclude names modules the model does not have: {sorted(unknown)}")
+        if prune_criterion is not None and not callable(prune_criterion):
+            raise TypeError("prune_criterion must be a callable (name, weight) -> scores, "
+                            f"got {prune_criterion!r}")
+        module = unwrap_parallel(model)
+        roles = Roles(module, prunable, exclude)
         self.model = model
         """What was wrapped, used for every training forward pass (a ``DistributedDataParallel`` wrapper stays in
         the loop, so gradients are averaged across processes)."""
@@ -127,65 +112,27 @@ class PackNet:
         so a checkpoint written under DDP loads into a single-process model and back."""
         self.shared_policy = shared_policy
         self.pruning = pruning
-
-        self._heads: dict[str, TaskHeads] = {n: m for n, m in module.named_modules() if isinstance(m, TaskHeads)}
-        self._prunable_names: list[str] = []
-        for name, sub in module.named_modules():
-            if name in exclude or self._head_prefix(name + ".") is not None:
-                continue
-            weight = getattr(sub, "weight", None)
-            if isinstance(sub, tuple(prunable)) and isinstance(weight, nn.Parameter):
-                self._prunable_names.append(f"{name}.weight" if name else "weight")
-        if not self._prunable_names:
-            raise ValueError(
-                "the model has no prunable weights: PackNet prunes the weights of "
-                f"{[t.__name__ for t in prunable]} modules (outside TaskHeads and `exclude`); pass prunable=... "
-                "to choose other module types"
-            )
+        self.prune_criterion = prune_criterion
+        """What pruning ranks weights by, ``(name, weight) -> scores``, or ``None`` for their magnitude."""
+        self.roles = roles
+        """Which parameters are prunable, task heads or shared (:class:`~packnet.roles.Roles`)."""
         params = dict(module.named_parameters())
-        self.owner: dict[str, Tensor] = {n: new_owner_map(params[n]) for n in self._prunable_names}
-        self.tasks: list[TaskId] = []
-        """Task ids frozen so far, in learning order; the k-th owns the weights with owner value k."""
-        self.current: Optional[TaskId] = None
-        """The task in progress (trained but not yet frozen), or ``None``."""
-        self.stage: Optional[str] = None
-        """``None`` (idle), ``"training"`` (before pruning) or ``"pruned"`` (pruned, re-training allowed)."""
+        self.owner: dict[str, Tensor] = {n: new_owner_map(params[n]) for n in roles.prunable}
+        """One ``uint8`` owner map per prunable weight (:mod:`packnet.masks`), by parameter name."""
+        self.lifecycle = Lifecycle()
+        """The frozen tasks, the task in progress and its stage (:class:`~packnet.lifecycle.Lifecycle`)."""
         self._shared_snapshots: dict[TaskId, dict[str, Tensor]] = {}
         self._steps_taken = 0
 
     # ------------------------------------------------------------------ roles of parameters
-    def _head_prefix(self, name: str) -> Optional[str]:
-        for prefix in self._heads:
-            if prefix == "" or name.startswith(prefix + "."):
-                return prefix
-        return None
-
-    def _head_task(self, param_name: str) -> Optional[str]:
-        """The task id (as a string key) whose head ``param_name`` belongs to, or None if not in a head."""
-        prefix = self._head_prefix(param_name)
-        if prefix is None:
-            return None
-        rest = param_name[len(prefix) + 1 if prefix else 0:]
-        # rest looks like "heads.<task>.<param path>"
-        return rest.split(".")[1]
-
     @property
     def prunable_names(self) -> list[str]:
         """Names of the prunable weight parameters, in model order."""
-        return list(self._prunable_names)
+        return list(self.roles.prunable)
 
     def shared_names(self) -> list[str]:
         """Names of the shared parameters (neither prunable nor in a head)."""
-        return [n for n, _ in self.module.named_parameters() if n not in self.owner and self._head_task(n) is None]
-
-    def _shared_buffers(self) -> dict[str, Tensor]:
-        return {n: b for n, b in self.module.named_buffers() if self._head_prefix(n) is None}
-
-    def _norm_modules(self) -> list[_NormBase]:
-        return [m for m in self.module.modules() if isinstance(m, _NormBase)]
-
-    def _params(self) -> dict[str, nn.Parameter]:
-        return dict(self.module.named_parameters())
+        return self.roles.shared_names()
 
     def _owner(self, name: str, like: Tensor) -> Tensor:
         """The owner map of ``name``, moved to ``like``'s device if the model moved (``model.to(device)``)."""
@@ -196,63 +143,34 @@ class PackNet:
 
     # ------------------------------------------------------------------ state
     @property
+    def tasks(self) -> list[TaskId]:
+        """Task ids frozen so far, in learning order; the k-th owns the weights with owner value k."""
+        return self.lifecycle.tasks
+
+    @property
+    def current(self) -> Optional[TaskId]:
+        """The task in progress (trained but not yet frozen), or ``None``."""
+        return self.lifecycle.current
+
+    @property
+    def stage(self) -> Optional[Stage]:
+        """``None`` (idle), ``Stage.TRAINING`` or ``Stage.PRUNED``, equal to ``"training"`` / ``"pruned"``."""
+        stage = self.lifecycle.stage
+        return None if stage is Stage.IDLE else stage
+
+    @property
     def position(self) -> int:
         """Owner value of the task in progress (or of the next one), i.e. the number of frozen tasks + 1."""
-        return len(self.tasks) + 1
+        return self.lifecycle.position
 
     def task_position(self, task_id: TaskId) -> int:
         """The owner value (1-based learning order) of a frozen task; ``KeyError`` for an unknown id."""
-        if task_id in self.tasks:
-            return self.tasks.index(task_id) + 1
-        if task_id == self.current:
-            return self.position
-        raise KeyError(f"unknown task {task_id!r}: learned tasks are {self.tasks}"
-                       + (f", task {self.current!r} in progress" if self.current is not None else ""))
-
-    def _ratio_for(self, position: int) -> float:
-        if isinstance(self.prune_ratio, float):
-            return self.prune_ratio
-        if position > len(self.prune_ratio):
-            raise ValueError(f"the prune_ratio schedule has {len(self.prune_ratio)} entries but this is task "
-                             f"number {position}: pass prune(t, prune_ratio=...) or a longer schedule")
-        return self.prune_ratio[position - 1]
-
-    @staticmethod
-    def _check_ratio_schedule(prune_ratio: Union[float, Sequence[float]]) -> Union[float, list[float]]:
-        if isinstance(prune_ratio, (int, float)) and not isinstance(prune_ratio, bool):
-            check_prune_ratio(prune_ratio)
-            return float(prune_ratio)
-        if isinstance(prune_ratio, (str, bytes)):
-            raise ValueError(f"prune_ratio must be a float or a sequence of floats, got the string {prune_ratio!r}")
-        try:
-            ratios = [float(r) for r in prune_ratio]  # type: ignore[union-attr]
-        except (TypeError, ValueError):
-            raise ValueError(f"prune_ratio must be a float or a sequence of floats, got {prune_ratio!r}") from None
-        if not ratios:
-            raise ValueError("a prune_ratio schedule needs at least one entry")
-        for r in ratios:
-            check_prune_ratio(r)
-        return ratios
+        return self.lifecycle.task_position(task_id)
 
     def __repr__(self) -> str:
         state = "idle" if self.current is None else f"task {self.current!r} {self.stage}"
         return (f"PackNet(tasks={self.tasks}, {state}, prune_ratio={self.prune_ratio}, "
-                f"prunable={len(self._prunable_names)} tensors, shared_policy={self.shared_policy!r})")
-
-    def _require_stage(self, task_id: TaskId, stage: str, action: str) -> None:
-        if task_id in self.tasks:
-            raise RuntimeError(f"task {task_id!r} is already frozen: {action} is only for the task in progress")
-        if self.current is None:
-            raise RuntimeError(f"no task is in progress: call train_task({task_id!r}, ...) first")
-        if task_id != self.current:
-            raise RuntimeError(f"task {self.current!r} is in progress, not {task_id!r}: finish it with "
-                               f"freeze({self.current!r}) first")
-        if self.stage != stage:
-            hint = {"training": f"task {task_id!r} is already pruned: call retrain({task_id!r}, ...) or "
-                                f"freeze({task_id!r})",
-                    "pruned": f"task {task_id!r} is not pruned yet: call prune({task_id!r}) first "
-                              "(prune_ratio=0 keeps every weight)"}[stage]
-            raise RuntimeError(f"cannot {action}: {hint}")
+                f"prunable={len(self.roles.prunable)} tensors, shared_policy={self.shared_policy!r})")
 
     def start_task(self, task_id: TaskId) -> None:
         """Begin a new task: from now on its free weights (and head) may train.
@@ -260,22 +178,12 @@ class PackNet:
         :meth:`train_task` calls this for a new id; call it yourself before a hand-written loop in
         :meth:`training`.
         """
-        if not isinstance(task_id, (int, str)) or isinstance(task_id, bool):
-            raise TypeError(f"task ids must be int or str, got {task_id!r}")
-        if task_id in self.tasks:
-            raise RuntimeError(f"task {task_id!r} was already learned and frozen: its weights can no longer "
-                               "change; give the new task a new id")
-        if self.current is not None:
-            raise RuntimeError(f"task {self.current!r} is not frozen yet: call "
-                               + (f"prune({self.current!r}) and " if self.stage == "training" else "")
-                               + f"freeze({self.current!r}) before training task {task_id!r}")
-        if len(self.tasks) >= MAX_TASKS:
-            raise RuntimeError(f"owner maps are uint8: at most {MAX_TASKS} tasks fit in one PackNet")
-        for name, heads in self._heads.items():
+        self.lifecycle.check("start", task_id)
+        for name, heads in self.roles.heads.items():
             if not heads.has_head(task_id):
                 raise KeyError(f"the model's TaskHeads '{name}' has no head for task {task_id!r}: add one with "
                                f"heads.add({task_id!r}, nn.Linear(...)) first")
-        self.current, self.stage = task_id, "training"
+        self.lifecycle.advance("start", task_id)
 
     # ------------------------------------------------------------------ training
     def trainable_specs(self) -> list[tuple[str, nn.Parameter, TrainableSpec]]:
@@ -287,7 +195,7 @@ class PackNet:
         """
         if self.current is None:
             raise RuntimeError("no task is in progress: call start_task(t) or train_task(t, ...) first")
-        k, retraining = self.position, self.stage == "pruned"
+        k, retraining = self.position, self.lifecycle.stage is Stage.PRUNED
         specs: list[tuple[str, nn.Parameter, TrainableSpec]] = []
         for name, p in self.module.named_parameters():
             spec: TrainableSpec
@@ -295,7 +203,7 @@ class PackNet:
                 spec = False
             elif name in self.owner:
                 spec = trainable_mask(self._owner(name, p), k, retraining=retraining)
-            elif (head := self._head_task(name)) is not None:
+            elif (head := self.roles.head_task(name)) is not None:
                 spec = head == str(self.current)
             else:
                 spec = self.shared_policy == "per_task" or k == 1
@@ -321,32 +229,25 @@ class PackNet:
             ...     guard.mask_gradients(); opt.step(); guard.restore_frozen()
         """
         if task_id != self.current:
-            self._require_stage(task_id, self.stage or "training", "train")
+            self.lifecycle.require_in_progress(task_id, "train")
         guard = WeightGuard.from_specs([(p, spec) for _, p, spec in self.trainable_specs()])
-        modes = [(m, m.training) for m in self.model.modules()]
         grad_flags = [(p, p.requires_grad) for p in guard.frozen_parameters()]
-        actives = [(h, h.active) for h in self._heads.values()]
-        try:
-            self.model.train()
-            if self.shared_policy == "first_task" and self.position > 1:
-                for m in self._norm_modules():
-                    m.eval()
-            for p, _ in grad_flags:
-                p.requires_grad_(False)
-            for h, _ in actives:
-                h.active = task_id
-            yield guard
-            broadcast_buffers(self.module)  # DDP leaves each rank with its own last batch's statistics
-        finally:
-            for m, mode in modes:
-                m.training = mode
-            for p, flag in grad_flags:
-                p.requires_grad_(flag)
-            for h, active in actives:
-                h.active = active
+        with modes_restored(self.model), heads_active(self.roles.heads.values(), task_id):
+            try:
+                self.model.train()
+                if self.shared_policy == "first_task" and self.position > 1:
+                    for m in self.roles.norm_modules():
+                        m.eval()
+                for p, _ in grad_flags:
+                    p.requires_grad_(False)
+                yield guard
+                broadcast_buffers(self.module)  # DDP leaves each rank with its own last batch's statistics
+            finally:
+                for p, flag in grad_flags:
+                    p.requires_grad_(flag)
 
     def _device(self) -> torch.device:
-        return self._params()[self._prunable_names[0]].device
+        return self.module.get_parameter(self.roles.prunable[0]).device
 
     def _fit(self, task_id: TaskId, loader: Iterable, epochs: int, optimizer: Optional[OptimizerFactory],
              criterion: Optional[nn.Module], device: Optional[Union[str, torch.device]], progress: bool,
@@ -365,8 +266,7 @@ class PackNet:
 
     @staticmethod
     def _check_fit_args(loader: Iterable, epochs: int) -> None:
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+        check_epochs(epochs)
         if hasattr(loader, "__len__") and len(loader) == 0:  # type: ignore[arg-type]
             raise ValueError("the training loader is empty: pass a loader with at least one batch")
 
@@ -383,9 +283,8 @@ class PackNet:
             task_id: an ``int`` or ``str`` not used before (or the task in progress).
             loader: an iterable of ``(inputs, targets)`` batches, e.g. a ``DataLoader``.
             epochs: passes over ``loader`` (0 only starts the task).
-            optimizer: a factory ``params -> Optimizer``, called once for this phase, e.g.
-                ``lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=1e-2)``. Default: SGD, lr 0.01,
-                momentum 0.9 (the seed's).
+            optimizer: a factory ``params -> Optimizer``, called once for this phase, e.g. ``lambda ps:
+                torch.optim.AdamW(ps, lr=1e-3)``. Default: SGD, lr 0.01, momentum 0.9 (the seed's).
             criterion: the loss; default ``nn.CrossEntropyLoss()``.
             device: where batches go; default the model's device.
             progress: show a ``tqdm`` bar.
@@ -399,13 +298,13 @@ class PackNet:
         if started:
             self.start_task(task_id)
         else:
-            self._require_stage(task_id, "training", "train")
+            self.lifecycle.check("train", task_id)
         try:
             return self._fit(task_id, loader, epochs, optimizer, criterion, device, progress, amp,
                              f"train task {task_id}")
         except BaseException:
             if started and self._steps_taken == 0:  # nothing was learned: leave the state as it was
-                self.current, self.stage = None, None
+                self.lifecycle.advance("abandon", task_id)
             raise
 
     def retrain(self, task_id: TaskId, loader: Iterable, epochs: int = 1, **kwargs: Any) -> list[dict[str, float]]:
@@ -415,7 +314,7 @@ class PackNet:
         :meth:`train_task`.
         """
         self._check_fit_args(loader, epochs)
-        self._require_stage(task_id, "pruned", "retrain")
+        self.lifecycle.check("retrain", task_id)
         return self._fit(task_id, loader, epochs, kwargs.pop("optimizer", None), kwargs.pop("criterion", None),
                          kwargs.pop("device", None), kwargs.pop("progress", True), kwargs.pop("amp", False),
                          f"retrain task {task_id}")
@@ -426,8 +325,8 @@ class PackNet:
         """Free the smallest-magnitude fraction of task ``task_id``'s weights and zero them (step 2).
 
         Per layer (or globally, with ``pruning="global"``), ``round(prune_ratio * n)`` of the task's ``n``
-        weights with the smallest ``|w|`` become free again and are set to exactly 0; the rest now belong to
-        the task.
+        weights with the smallest ``|w|`` (or the lowest ``prune_criterion`` scores) become free again and are
+        set to exactly 0; the rest now belong to the task.
 
         Args:
             task_id: the task in progress.
@@ -436,44 +335,39 @@ class PackNet:
         Returns:
             ``{layer name: number of weights pruned}``.
         """
-        ratio = self._ratio_for(self.position) if prune_ratio is None else prune_ratio
+        ratio = schedule_ratio(self.prune_ratio, self.position) if prune_ratio is None else prune_ratio
         check_prune_ratio(ratio)
-        self._require_stage(task_id, "training", "prune")
-        params = self._params()
-        weights = [params[n] for n in self._prunable_names]
-        candidates = [free_mask(self._owner(n, w)) for n, w in zip(self._prunable_names, weights)]
-        for name, w, c in zip(self._prunable_names, weights, candidates):
+        self.lifecycle.check("prune", task_id)
+        params = dict(self.module.named_parameters())
+        weights = [params[n] for n in self.roles.prunable]
+        candidates = [free_mask(self._owner(n, w)) for n, w in zip(self.roles.prunable, weights)]
+        for name, w, c in zip(self.roles.prunable, weights, candidates):
             if not bool(torch.isfinite(w[c]).all()):
                 raise RuntimeError(f"task {task_id!r}'s weights in {name!r} are not finite: training diverged. "
                                    "Nothing was pruned; lower the learning rate and train the task again")
-        if self.pruning == "global":
-            masks = global_prune_masks(weights, candidates, ratio)
-        else:
-            masks = [prune_mask(w, c, ratio) for w, c in zip(weights, candidates)]
+        scores = (None if self.prune_criterion is None
+                  else [self.prune_criterion(n, w.detach()) for n, w in zip(self.roles.prunable, weights)])
+        masks = prune_masks(weights, candidates, ratio, scope=self.pruning, scores=scores)
         check_identical_across_ranks(masks, f"pruning masks of task {task_id!r}")  # before anything changes
         pruned = {}
-        for name, w, cand, mask in zip(self._prunable_names, weights, candidates, masks):
+        for name, w, cand, mask in zip(self.roles.prunable, weights, candidates, masks):
             w.masked_fill_(mask, 0)
-            self.owner[name].copy_(claim_kept(self.owner[name], cand, mask, self.position))  # in place: views stay valid
+            # in place, so views of the owner map stay valid
+            self.owner[name].copy_(claim_kept(self.owner[name], cand, mask, self.position))
             pruned[name] = int(torch.count_nonzero(mask))
-        self.stage = "pruned"
+        self.lifecycle.advance("prune", task_id)
         return pruned
 
     def freeze(self, task_id: TaskId) -> None:
         """Make the weights task ``task_id`` kept its own for good (step 4); the pruned ones stay free (step 5)."""
-        self._require_stage(task_id, "pruned", "freeze")
+        self.lifecycle.check("freeze", task_id)
         if self.shared_policy == "per_task":
-            state = dict(self.module.named_parameters())
-            self._shared_snapshots[task_id] = {
-                **{n: state[n].detach().clone() for n in self.shared_names()},
-                **{n: b.detach().clone() for n, b in self._shared_buffers().items()},
-            }
-        self.tasks.append(task_id)
-        self.current, self.stage = None, None
+            self._shared_snapshots[task_id] = self.roles.shared_state()
+        self.lifecycle.advance("freeze", task_id)
 
     def prune_and_freeze(self, task_id: TaskId, prune_ratio: Optional[float] = None) -> dict[str, int]:
         """:meth:`prune` then :meth:`freeze`, without re-training (what the seed's sketch does)."""
-        self._require_stage(task_id, "training", "prune")
+        self.lifecycle.check("prune", task_id)
         pruned = self.prune(task_id, prune_ratio)
         self.freeze(task_id)
         return pruned
@@ -503,35 +397,17 @@ class PackNet:
         Returns:
             The number of BatchNorm layers re-estimated (0 if the model has none).
         """
-        self._require_stage(task_id, "pruned", "recalibrate BatchNorm statistics")
+        self.lifecycle.check("recalibrate", task_id)
         if self.shared_policy == "first_task" and self.position > 1:
             raise RuntimeError(f"task {task_id!r} cannot re-estimate BatchNorm statistics: with "
                                "shared_policy='first_task' they were frozen with the first task and are shared "
                                "by every task; use shared_policy='per_task' to give each task its own")
-        if num_batches is not None and (isinstance(num_batches, bool) or not isinstance(num_batches, int)
-                                        or num_batches < 1):
-            raise ValueError(f"num_batches must be a positive int or None, got {num_batches!r}")
-        norms = [m for m in self._norm_modules()
-                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-        if not norms:
-            return 0
-        from itertools import islice
-
-        from torch.optim.swa_utils import update_bn
-
-        batches = loader if num_batches is None else islice(loader, num_batches)
-        undo_modes = self._restore_modes()  # update_bn leaves every module in one mode; put each back
-        actives = [(h, h.active) for h in self._heads.values()]
-        try:
-            for h, _ in actives:
-                h.active = task_id
-            update_bn(batches, self.module, device=device if device is not None else self._device())
-        finally:
-            undo_modes()
-            for h, active in actives:
-                h.active = active
-        broadcast_buffers(self.module)  # under DDP every rank keeps rank 0's estimate
-        return len(norms)
+        with heads_active(self.roles.heads.values(), task_id):
+            n_layers = reestimate_batchnorm(self.module, loader, num_batches=num_batches,
+                                            device=device if device is not None else self._device())
+        if n_layers:
+            broadcast_buffers(self.module)  # under DDP every rank keeps rank 0's estimate
+        return n_layers
 
     # ------------------------------------------------------------------ inference
     @contextlib.contextmanager
@@ -555,46 +431,18 @@ class PackNet:
         """
         k = self.task_position(task_id)
         in_progress = task_id == self.current
-        restores: list[Callable[[], None]] = []
-        try:
-            restores.append(self._restore_modes())
+        with contextlib.ExitStack() as undo:  # on exit, everything below is undone in reverse order
+            undo.enter_context(modes_restored(self.model))
             self.model.eval()
             if not in_progress:
-                params = self._params()
-                for name in self._prunable_names:
+                params = dict(self.module.named_parameters())
+                for name in self.roles.prunable:
                     w = params[name]
-                    backup = apply_visibility_(w, self._owner(name, w), k)
-                    restores.append(lambda w=w, b=backup: restore_(w, b))
+                    undo.callback(restore_, w, apply_visibility_(w, self._owner(name, w), k))
                 if self.shared_policy == "per_task":
-                    restores.append(self._swap_shared(self._shared_snapshots[task_id]))
-            for heads in self._heads.values():
-                restores.append(lambda h=heads, a=heads.active: setattr(h, "active", a))
-                heads.active = task_id
+                    undo.callback(self.roles.swap_in_(self._shared_snapshots[task_id]))
+            undo.enter_context(heads_active(self.roles.heads.values(), task_id))
             yield self.model
-        finally:
-            for undo in reversed(restores):
-                undo()
-
-    def _restore_modes(self) -> Callable[[], None]:
-        modes = [(m, m.training) for m in self.model.modules()]
-
-        def undo() -> None:
-            for m, mode in modes:
-                m.training = mode
-        return undo
-
-    @torch.no_grad()
-    def _swap_shared(self, snapshot: dict[str, Tensor]) -> Callable[[], None]:
-        tensors = {**dict(self.module.named_parameters()), **dict(self.module.named_buffers())}
-        backup = {n: tensors[n].detach().clone() for n in snapshot}
-        for n, v in snapshot.items():
-            tensors[n].copy_(v)
-
-        def undo() -> None:
-            with torch.no_grad():
-                for n, v in backup.items():
-                    tensors[n].copy_(v)
-        return undo
 
     def evaluate(self, task_id: TaskId, loader: Iterable, device: Optional[Union[str, torch.device]] = None) -> float:
         """Top-1 accuracy of task ``task_id`` on ``loader`` (run inside :meth:`task`)."""
@@ -610,32 +458,20 @@ class PackNet:
             ``{"layer", "weights", "free": fraction, "owned": {task_id: fraction}}``. A pruned task in progress
             is listed after the frozen ones.
         """
-        tasks = self.tasks + ([self.current] if self.stage == "pruned" else [])
-        rows, totals = [], torch.zeros(MAX_TASKS + 1, dtype=torch.int64)
-        for name in self._prunable_names:
-            counts = owner_counts(self.owner[name]).cpu()
-            totals += counts
-            rows.append(self._capacity_row(name, counts, tasks))
-        rows.append(self._capacity_row("total", totals, tasks))
-        return rows
-
-    @staticmethod
-    def _capacity_row(layer: str, counts: Tensor, tasks: list[TaskId]) -> dict[str, Any]:
-        n = int(counts.sum())
-        return {"layer": layer, "weights": n, "free": int(counts[0]) / n,
-                "owned": {t: int(counts[k + 1]) / n for k, t in enumerate(tasks)}}
+        tasks = self.tasks + ([self.current] if self.lifecycle.stage is Stage.PRUNED else [])
+        return measured_capacity({n: self.owner[n] for n in self.roles.prunable}, tasks)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume or to run any task: the model's weights, owner maps, lifecycle state and
         per-task shared parameters. Save it with ``torch.save``."""
         return {
-            "format": _FORMAT,
+            "format": FORMAT,
             "model": self.module.state_dict(),
             "owner": {n: o.detach().cpu().clone() for n, o in self.owner.items()},
             "tasks": list(self.tasks),
             "current": self.current,
-            "stage": self.stage,
+            "stage": None if self.stage is None else self.stage.value,  # a plain str: weights_only loads it
             "shared_policy": self.shared_policy,
             "shared_snapshots": {t: {n: v.cpu().clone() for n, v in s.items()}
                                  for t, s in self._shared_snapshots.items()},
@@ -653,29 +489,12 @@ class PackNet:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; checks that it fits this model first and changes nothing if not."""
-        if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            raise ValueError(f"not a PackNet checkpoint (expected format {_FORMAT!r}); was it saved with "
-                             "pn.state_dict()?")
-        if state["shared_policy"] != self.shared_policy:
-            raise ValueError(f"checkpoint uses shared_policy={state['shared_policy']!r}, this PackNet "
-                             f"{self.shared_policy!r}: construct it with the same policy")
-        if set(state["owner"]) != set(self.owner):
-            raise ValueError("checkpoint does not match this model's prunable layers: "
-                             f"checkpoint has {sorted(state['owner'])}, model has {sorted(self.owner)}")
-        for n, o in state["owner"].items():
-            if o.shape != self.owner[n].shape or o.dtype != torch.uint8:
-                raise ValueError(f"owner map of {n!r} in the checkpoint is {tuple(o.shape)} {o.dtype}, the model's "
-                                 f"weight is {tuple(self.owner[n].shape)}: the checkpoint is for another model")
-        own = self.module.state_dict()
-        missing, unexpected = set(own) - set(state["model"]), set(state["model"]) - set(own)
-        bad_shapes = [n for n in set(own) & set(state["model"]) if own[n].shape != state["model"][n].shape]
-        if missing or unexpected or bad_shapes:
-            raise ValueError(f"checkpoint does not match this model: missing {sorted(missing)}, unexpected "
-                             f"{sorted(unexpected)}, different shapes {sorted(bad_shapes)}")
+        check_checkpoint(state, owner=self.owner, model_state=self.module.state_dict(),
+                         shared_policy=self.shared_policy)
+        lifecycle = Lifecycle(state["tasks"], state["current"], state["stage"])  # checked before any change
         self.module.load_state_dict(state["model"])
         self.owner = {n: o.to(self.owner[n].device).clone() for n, o in state["owner"].items()}
-        self.tasks = list(state["tasks"])
-        self.current, self.stage = state["current"], state["stage"]
+        self.lifecycle = lifecycle
         device = self._device()
         self._shared_snapshots = {t: {n: v.to(device).clone() for n, v in s.items()}
                                   for t, s in state["shared_snapshots"].items()}

@@ -9,16 +9,36 @@ Selection uses :func:`torch.kthvalue` (a partial selection, not a full sort), an
 model: one layer's scores at a time. The *global* variant (one threshold across all layers) finds the exact
 k-th smallest magnitude over every layer with a two-pass radix select on the float bit patterns, so it never
 concatenates the layers either.
+
+Two choices are separate here, as in ``torch.nn.utils.prune``: the *scope* (each layer on its own,
+:func:`prune_mask`, or all layers together, :func:`global_prune_masks`) and the *criterion*, the scores that
+rank the weights. Both functions rank by ``|w|`` unless given ``scores=`` (``torch.nn.utils.prune``'s
+``importance_scores``): any non-negative tensor shaped like the weight, lowest pruned first. A
+:data:`Criterion` computes such scores from a parameter's name and value, :func:`magnitude` being the default.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 __all__ = ["num_to_prune", "prune_mask", "global_prune_masks"]
+
+Criterion = Callable[[str, Tensor], Tensor]
+"""A pruning criterion ``(parameter name, weight) -> scores``: a non-negative tensor shaped like the weight, the
+weights with the lowest scores pruned first (e.g. ``lambda name, w: (w * fisher[name].sqrt()).abs()``)."""
+
+
+def magnitude(name: str, weight: Tensor) -> Tensor:
+    """The default :data:`Criterion`, the paper's: a weight's magnitude ``|w|`` (``name`` is not used).
+
+    Examples:
+        >>> magnitude("0.weight", torch.tensor([-0.5, 0.25]))
+        tensor([0.5000, 0.2500])
+    """
+    return weight.detach().abs()
 
 
 def num_to_prune(n: int, prune_ratio: float) -> int:
@@ -50,10 +70,62 @@ def check_prune_ratio(prune_ratio: float) -> None:
         )
 
 
-def _scores(weight: Tensor, candidates: Tensor) -> Tensor:
-    """|w| on candidates, +inf elsewhere (so non-candidates are never among the k smallest)."""
+def check_ratio_schedule(prune_ratio: Union[float, Sequence[float]]) -> Union[float, list[float]]:
+    """Check a prune ratio or a per-task schedule of them and return it as a ``float`` or a ``list`` of floats.
+
+    Raises:
+        ValueError: for a string, an empty sequence, something that is not numbers, or a ratio outside
+            ``[0, 1)``.
+
+    Examples:
+        >>> check_ratio_schedule(0.75), check_ratio_schedule((0.5, 0))
+        (0.75, [0.5, 0.0])
+    """
+    if isinstance(prune_ratio, (int, float)) and not isinstance(prune_ratio, bool):
+        check_prune_ratio(prune_ratio)
+        return float(prune_ratio)
+    if isinstance(prune_ratio, (str, bytes)):
+        raise ValueError(f"prune_ratio must be a float or a sequence of floats, got the string {prune_ratio!r}")
+    try:
+        ratios = [float(r) for r in prune_ratio]  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"prune_ratio must be a float or a sequence of floats, got {prune_ratio!r}") from None
+    if not ratios:
+        raise ValueError("a prune_ratio schedule needs at least one entry")
+    for r in ratios:
+        check_prune_ratio(r)
+    return ratios
+
+
+def schedule_ratio(schedule: Union[float, Sequence[float]], position: int) -> float:
+    """The ratio a schedule gives the ``position``-th task (1-based): the float itself, or its entry.
+
+    Examples:
+        >>> schedule_ratio(0.75, 3), schedule_ratio([0.5, 0.25], 2)
+        (0.75, 0.25)
+    """
+    if isinstance(schedule, float):
+        return schedule
+    if position > len(schedule):
+        raise ValueError(f"the prune_ratio schedule has {len(schedule)} entries but this is task "
+                         f"number {position}: pass prune(t, prune_ratio=...) or a longer schedule")
+    return schedule[position - 1]
+
+
+def _scores(weight: Tensor, candidates: Tensor, scores: Optional[Tensor] = None) -> Tensor:
+    """|w| (or ``scores``) on candidates as float32, +inf elsewhere (so non-candidates are never among the k
+    smallest)."""
     inf = torch.tensor(float("inf"), dtype=torch.float32, device=weight.device)
-    return torch.where(candidates, weight.detach().abs().float(), inf)
+    if scores is None:
+        return torch.where(candidates, weight.detach().abs().float(), inf)
+    if scores.shape != weight.shape:
+        raise ValueError(f"scores shape {tuple(scores.shape)} != weight shape {tuple(weight.shape)}: a criterion "
+                         "scores every entry of the weight")
+    values = scores.detach().to(device=weight.device, dtype=torch.float32)
+    if not bool((values[candidates] >= 0).all()):  # also false for NaN
+        raise ValueError("pruning scores must be non-negative numbers (no NaN): the lowest are pruned first, "
+                         "e.g. |w| or |w * g|")
+    return torch.where(candidates, values, inf)
 
 
 def _count(mask: Tensor) -> int:
@@ -73,16 +145,19 @@ def _select_smallest(scores: Tensor, threshold: Tensor, ties_to_take: int) -> Te
     return below
 
 
-def prune_mask(weight: Tensor, candidates: Tensor, prune_ratio: float) -> Tensor:
+def prune_mask(weight: Tensor, candidates: Tensor, prune_ratio: float, *,
+               scores: Optional[Tensor] = None) -> Tensor:
     """The per-layer magnitude-pruning decision for one weight tensor.
 
     Of the ``n`` entries where ``candidates`` is true, the ``round(prune_ratio * n)`` with the smallest
-    ``|weight|`` are selected; ties at the threshold go to the lowest flat indices.
+    ``|weight|`` (or smallest ``scores``) are selected; ties at the threshold go to the lowest flat indices.
 
     Args:
         weight: the layer's weights.
         candidates: bool mask of the entries that may be pruned (the current task's weights).
         prune_ratio: fraction of the candidates to prune, in ``[0, 1)``.
+        scores: rank by these instead of ``|weight|``: non-negative, shaped like ``weight`` (compared as
+            float32, like ``|weight|``).
 
     Returns:
         A bool mask, ``True`` for the entries to prune (always a subset of ``candidates``).
@@ -91,6 +166,8 @@ def prune_mask(weight: Tensor, candidates: Tensor, prune_ratio: float) -> Tensor
         >>> w = torch.tensor([0.5, -0.1, 0.3, 0.2])
         >>> prune_mask(w, torch.ones(4, dtype=torch.bool), 0.5)
         tensor([False,  True, False,  True])
+        >>> prune_mask(w, torch.ones(4, dtype=torch.bool), 0.5, scores=torch.tensor([0.0, 9.0, 1.0, 9.0]))
+        tensor([ True, False,  True, False])
     """
     if candidates.shape != weight.shape:
         raise ValueError(f"candidates shape {tuple(candidates.shape)} != weight shape {tuple(weight.shape)}")
@@ -98,10 +175,10 @@ def prune_mask(weight: Tensor, candidates: Tensor, prune_ratio: float) -> Tensor
     k = num_to_prune(n, prune_ratio)
     if k == 0:
         return torch.zeros_like(candidates)
-    scores = _scores(weight, candidates)
-    threshold = torch.kthvalue(scores.flatten(), k).values
-    n_below = _count(scores < threshold)
-    return _select_smallest(scores, threshold, k - n_below) & candidates  # never a non-candidate (NaN weights)
+    ranked = _scores(weight, candidates, scores)
+    threshold = torch.kthvalue(ranked.flatten(), k).values
+    n_below = _count(ranked < threshold)
+    return _select_smallest(ranked, threshold, k - n_below) & candidates  # never a non-candidate (NaN weights)
 
 
 def _float_bits(scores: Tensor) -> Tensor:
@@ -109,7 +186,8 @@ def _float_bits(scores: Tensor) -> Tensor:
     return scores.contiguous().view(torch.int32)
 
 
-def global_prune_masks(weights: Sequence[Tensor], candidates: Sequence[Tensor], prune_ratio: float) -> list[Tensor]:
+def global_prune_masks(weights: Sequence[Tensor], candidates: Sequence[Tensor], prune_ratio: float, *,
+                       scores: Optional[Sequence[Tensor]] = None) -> list[Tensor]:
     """Magnitude pruning with one threshold shared by all layers.
 
     Exactly ``round(prune_ratio * N)`` of the ``N`` candidates *over all layers* are pruned, the smallest
@@ -121,6 +199,7 @@ def global_prune_masks(weights: Sequence[Tensor], candidates: Sequence[Tensor], 
         weights: the layers' weight tensors.
         candidates: one bool mask per layer, as in :func:`prune_mask`.
         prune_ratio: fraction of all candidates to prune, in ``[0, 1)``.
+        scores: one tensor per layer to rank by instead of ``|w|``, as in :func:`prune_mask`.
 
     Returns:
         One bool mask per layer, ``True`` for the entries to prune.
@@ -131,33 +210,66 @@ def global_prune_masks(weights: Sequence[Tensor], candidates: Sequence[Tensor], 
         ...                                                  torch.ones(4, dtype=torch.bool)], 0.5)]
         [[True, False], [True, True, False, False]]
     """
-    if len(weights) != len(candidates):
-        raise ValueError("global_prune_masks needs one candidates mask per weight tensor")
+    if len(weights) != len(candidates) or (scores is not None and len(scores) != len(weights)):
+        raise ValueError("global_prune_masks needs one candidates mask (and one scores tensor) per weight tensor")
     n = sum(_count(c) for c in candidates)
     k = num_to_prune(n, prune_ratio)
     if k == 0:
         return [torch.zeros_like(c) for c in candidates]
-    scores = [_scores(w, c) for w, c in zip(weights, candidates)]
+    given = list(scores) if scores is not None else [None] * len(weights)
+    ranked = [_scores(w, c, s) for w, c, s in zip(weights, candidates, given)]
     # Pass 1: histogram of the high 16 bits, summed over layers, finds the bucket holding the k-th value.
     high = torch.zeros(1 << 16, dtype=torch.int64)
-    for s in scores:
+    for s in ranked:
         high += torch.bincount((_float_bits(s).flatten() >> 16).cpu(), minlength=1 << 16)[: 1 << 16]
     cum = torch.cumsum(high, 0)
     bucket = int(torch.searchsorted(cum, torch.tensor(k)))
     k_in_bucket = k - (int(cum[bucket - 1]) if bucket > 0 else 0)
     # Pass 2: the low 16 bits inside that bucket give the exact bit pattern of the k-th value.
     low = torch.zeros(1 << 16, dtype=torch.int64)
-    for s in scores:
+    for s in ranked:
         bits = _float_bits(s).flatten()
         in_bucket = bits[(bits >> 16) == bucket]
         low += torch.bincount((in_bucket & 0xFFFF).cpu(), minlength=1 << 16)
     low_bits = int(torch.searchsorted(torch.cumsum(low, 0), torch.tensor(k_in_bucket)))
     threshold = torch.tensor([(bucket << 16) | low_bits], dtype=torch.int32).view(torch.float32)[0]
     # Everything strictly below goes; ties are taken in layer order, then flat order.
-    masks, ties_left = [], k - sum(_count(s < threshold.to(s.device)) for s in scores)
-    for s, c in zip(scores, candidates):
+    masks, ties_left = [], k - sum(_count(s < threshold.to(s.device)) for s in ranked)
+    for s, c in zip(ranked, candidates):
         t = threshold.to(s.device)
         mask = _select_smallest(s, t, ties_left) & c
         ties_left -= _count(mask & (s == t))
         masks.append(mask)
     return masks
+
+
+SCOPES = ("layer", "global")
+"""Where one pruning threshold applies: each layer on its own (the paper's), or all layers together."""
+
+
+def prune_masks(weights: Sequence[Tensor], candidates: Sequence[Tensor], prune_ratio: float, *,
+                scope: str = "layer", scores: Optional[Sequence[Tensor]] = None) -> list[Tensor]:
+    """The pruning decision for every layer: :func:`prune_mask` per layer, or :func:`global_prune_masks`.
+
+    Args:
+        weights, candidates, prune_ratio: as in :func:`global_prune_masks`.
+        scope: ``"layer"`` or ``"global"`` (:data:`SCOPES`).
+        scores: one tensor per layer to rank by instead of ``|w|`` (a criterion's output), or ``None``.
+
+    Returns:
+        One bool mask per layer, ``True`` for the entries to prune.
+
+    Examples:
+        >>> a, b = torch.tensor([1.0, 2.0]), torch.tensor([0.1, 0.2, 3.0, 4.0])
+        >>> ones = [torch.ones(2, dtype=torch.bool), torch.ones(4, dtype=torch.bool)]
+        >>> [m.tolist() for m in prune_masks([a, b], ones, 0.5, scope="layer")]
+        [[True, False], [True, True, False, False]]
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+    if scope == "global":
+        return global_prune_masks(weights, candidates, prune_ratio, scores=scores)
+    given = list(scores) if scores is not None else [None] * len(weights)
+    if len(candidates) != len(weights) or len(given) != len(weights):
+        raise ValueError("prune_masks needs one candidates mask (and one scores tensor) per weight tensor")
+    return [prune_mask(w, c, prune_ratio, scores=s) for w, c, s in zip(weights, candidates, given)]

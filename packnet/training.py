@@ -8,7 +8,8 @@ are summed on the device and read once per epoch.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional, Union
+import contextlib
+from typing import Callable, Iterable, Iterator, Optional, Union
 
 import torch
 from torch import nn
@@ -18,7 +19,7 @@ __all__ = ["train_epochs", "evaluate_accuracy", "default_optimizer"]
 
 Device = Union[str, torch.device]
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
-"""How a training phase gets its optimizer: called once with the parameters that may learn."""
+"""How a training phase gets its optimizer, called once with the parameters that may learn."""
 
 
 def default_optimizer(params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -33,6 +34,36 @@ def default_optimizer(params: list[nn.Parameter]) -> torch.optim.Optimizer:
         ('SGD', 0.01, 0.9)
     """
     return torch.optim.SGD(params, lr=0.01, momentum=0.9)
+
+
+def check_epochs(epochs: int) -> None:
+    """Raise ``ValueError`` unless ``epochs`` is a non-negative ``int`` (0 trains nothing)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+
+
+@contextlib.contextmanager
+def modes_restored(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule's train / eval mode back on exit as it was on entry, whatever happened inside.
+
+    ``model.train()`` and ``model.eval()`` set one mode for every submodule; code that switches modes for a
+    while (training one phase, evaluating, re-estimating BatchNorm statistics) must leave each submodule as it
+    found it, including models whose submodules were in different modes.
+
+    Examples:
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout()); net[1].eval()
+        Dropout(p=0.5, inplace=False)
+        >>> with modes_restored(net):
+        ...     _ = net.train()
+        >>> [m.training for m in net]
+        [True, False]
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def train_epochs(model: nn.Module, loader: Iterable, epochs: int, optimizer: torch.optim.Optimizer, *,
@@ -139,3 +170,37 @@ def evaluate_accuracy(model: nn.Module, loader: Iterable, device: Optional[Devic
     if seen == 0:
         raise ValueError("the evaluation loader yielded no batches")
     return correct.item() / seen
+
+
+@torch.no_grad()
+def reestimate_batchnorm(model: nn.Module, loader: Iterable, *, num_batches: Optional[int] = None,
+                         device: Optional[Device] = None) -> int:
+    """Recompute the running statistics of every BatchNorm layer in ``model`` from ``loader``'s batches.
+
+    The statistics become the exact average over the batches (``torch.optim.swa_utils.update_bn``: cumulative
+    averaging, train-mode forwards without gradients); no weight changes, and every submodule's mode is put
+    back afterwards.
+
+    Args:
+        model: the network.
+        loader: batches ``(inputs, targets)`` (targets are ignored).
+        num_batches: use only the first ``num_batches`` batches (default: all).
+        device: where batches go (default: the model's first parameter's device).
+
+    Returns:
+        The number of BatchNorm layers re-estimated (0, and nothing run, if the model has none).
+    """
+    if num_batches is not None and (isinstance(num_batches, bool) or not isinstance(num_batches, int)
+                                    or num_batches < 1):
+        raise ValueError(f"num_batches must be a positive int or None, got {num_batches!r}")
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return 0
+    from itertools import islice
+
+    from torch.optim.swa_utils import update_bn
+
+    batches = loader if num_batches is None else islice(loader, num_batches)
+    with modes_restored(model):  # update_bn leaves every module in one mode
+        update_bn(batches, model, device=device if device is not None else next(model.parameters()).device)
+    return len(norms)

@@ -1,4 +1,4 @@
-"""The package's layout: the algorithm at the top of ``packnet/``, the book's apparatus in sub-packages on top of it.
+"""The package's layout: the algorithm at the top of ``packnet/``, the book's apparatus in sub-packages above.
 
 * **core** — the modules directly in ``packnet/`` (the algorithm): they import only each other, never a
   sub-package, so the algorithm can be read, tested and reused without the benchmarks, the book or the course;
@@ -69,7 +69,8 @@ def subpackage_of(module: str) -> str | None:
 
 def test_the_layout_has_the_algorithm_on_top_and_three_subpackages():
     core = {p.stem for p in core_modules()}
-    assert {"packnet", "masks", "pruning", "freezing", "heads", "capacity", "training", "distributed"} <= core
+    assert {"packnet", "lifecycle", "roles", "masks", "pruning", "freezing", "heads", "capacity", "training",
+            "distributed", "checkpoint"} <= core
     for sub in SUBPACKAGES:
         assert (PACKAGE / sub / "__init__.py").is_file(), f"packnet/{sub}/ is not a package"
 
@@ -104,7 +105,8 @@ def test_subpackages_import_only_the_core_and_the_layers_below(sub):
             other = subpackage_of(module)
             if other is not None and other != sub and other not in MAY_IMPORT[sub]:
                 wrong.append(f"{path.relative_to(PACKAGE)}:{line} imports {module}")
-    assert not wrong, f"packnet.{sub} may import the core and {sorted(MAY_IMPORT[sub]) or 'nothing else'}: {wrong}"
+    allowed = sorted(MAY_IMPORT[sub]) or "nothing else"
+    assert not wrong, f"packnet.{sub} may import the core and {allowed}: {wrong}"
 
 
 def core_aliases(tree: ast.AST, core: set[str]) -> set[str]:
@@ -137,9 +139,10 @@ def test_subpackages_use_no_private_name_of_the_core(sub):
 
 
 def test_the_import_reader_resolves_relative_imports():
-    """A check of the test itself: ``from ..masks import x`` inside packnet/course/exercises/ is packnet.masks."""
+    """A check of the test itself: relative imports inside packnet/course/exercises/ resolve to full names."""
     path = PACKAGE / "course" / "exercises" / "checking.py"
     assert module_name(path) == "packnet.course.exercises.checking"
-    found = {(module, tuple(names)) for module, names, _ in imports(PACKAGE / "course" / "exercises" / "__init__.py")}
+    init = PACKAGE / "course" / "exercises" / "__init__.py"
+    found = {(module, tuple(names)) for module, names, _ in imports(init)}
     assert ("packnet.course.exercises", ("checking",)) in found  # from . import checking
     assert ("packnet.course.exercises.checking", ("EXERCISES",)) in found  # from .checking import EXERCISES

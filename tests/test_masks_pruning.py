@@ -183,7 +183,7 @@ def test_packnet_prune_updates_the_owner_map_with_claim_kept():
         pn.train_task(t, data, epochs=1, progress=False)
         before = {n: o.clone() for n, o in pn.owner.items()}
         pn.prune(t)
-        for name, w in pn._params().items():
+        for name, w in dict(pn.module.named_parameters()).items():
             if name in pn.owner:
                 pruned = free_mask(pn.owner[name])
                 expected = claim_kept(before[name], free_mask(before[name]), pruned, t + 1)

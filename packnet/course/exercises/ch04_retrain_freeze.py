@@ -20,6 +20,11 @@ from packnet.packnet import PackNet
 from .checking import call, exercise, expect_equal, fail, generator, py_random
 
 
+def _stage_text(pn: PackNet) -> "str | None":
+    """``pn.stage`` as its plain string (``"training"``, ``"pruned"``) or ``None``, for messages."""
+    return None if pn.stage is None else str(pn.stage)
+
+
 # ---------------------------------------------------------------------------------------------------- 4.1
 def _claim_case(seed: int) -> tuple[Tensor, Tensor, Tensor, int, str]:
     g, rng = generator(400 + seed), py_random(400 + seed)
@@ -213,7 +218,8 @@ def check_learn_task(fn: Callable[..., Any]) -> str:
                      "layer ({layer name: count})", case=case)
             if t not in student.tasks:
                 if student.current == t:
-                    fail(f"task {t} is not frozen: pn.tasks is {student.tasks} and pn.stage is {student.stage!r}. "
+                    fail(f"task {t} is not frozen: pn.tasks is {student.tasks} and pn.stage is "
+                         f"{_stage_text(student)!r}. "
                          + ("Call pn.freeze(task_id) last, so the next task can start"
                             if student.stage == "pruned" else
                             "Prune it (pn.prune), re-train it (pn.retrain) and freeze it (pn.freeze)"),
@@ -222,7 +228,7 @@ def check_learn_task(fn: Callable[..., Any]) -> str:
                      "first", case=case)
             if student.current is not None or student.stage is not None:
                 fail(f"after learn_task the PackNet should be idle, but task {student.current!r} is "
-                     f"{student.stage!r}", case=case)
+                     f"{_stage_text(student)!r}", case=case)
             expect_equal(student.tasks, reference.tasks, case=case, what="pn.tasks")
             if not _same_state(student, reference):
                 why = _diagnose(sc, index, student)

@@ -17,9 +17,9 @@ from torch.utils.data import TensorDataset
 
 from packnet.bench.data import Task
 from packnet.bench.experiment import run_packnet
-from packnet.heads import TaskHeads
+from packnet.heads import TaskHeads, heads_active
 from packnet.packnet import PackNet
-from packnet.training import evaluate_accuracy
+from packnet.training import evaluate_accuracy, modes_restored
 
 from .checking import ExerciseFailed, call, describe, exercise, expect_equal, fail, generator
 
@@ -143,18 +143,10 @@ def _check_one_evaluation(fn: Callable[..., Any], pn: PackNet, task_id: int, loa
 def _accuracy_with_every_weight(pn: PackNet, task_id: int, loader: Batches) -> float:
     """What a forward pass outside ``pn.task`` computes: task ``task_id``'s head, but every weight visible."""
     model = pn.module
-    heads = [(h, h.active) for h in model.modules() if isinstance(h, TaskHeads)]
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        for h, _ in heads:
-            h.active = task_id
+    heads = [h for h in model.modules() if isinstance(h, TaskHeads)]
+    with modes_restored(model), heads_active(heads, task_id):
         model.eval()
         return evaluate_accuracy(model, loader)
-    finally:
-        for h, active in heads:
-            h.active = active
-        for m, mode in modes:
-            m.training = mode
 
 
 def _predictions(pn: PackNet, task_id: int, loader: Batches) -> list[tuple[torch.Tensor, torch.Tensor]]:
