@@ -1,5 +1,5 @@
-"""Helpers shared by the benchmark scripts (standard library only: Avalanche's worker imports this from its own
-virtual environment, where ``packnet`` is not installed)."""
+"""Helpers shared by the benchmark scripts (standard library and torch only, torch imported where it is used:
+Avalanche's worker imports this from its own virtual environment, where ``packnet`` is not installed)."""
 
 from __future__ import annotations
 
@@ -38,3 +38,35 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def sync(device) -> None:
+    """Wait for the device's queued work (CUDA kernels run asynchronously), so a timer measures it."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def warm_up(device) -> None:
+    """One throwaway SGD step before anything is timed, identical in every worker: torch imports
+    ``torch._dynamo`` and ~900 modules when the first optimizer is constructed (seconds), and the first CUDA
+    kernels initialise the context. Neither is any method's cost."""
+    import torch
+
+    layer = torch.nn.Linear(8, 2).to(device)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(2):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(layer(torch.randn(4, 8, device=device)),
+                                          torch.zeros(4, dtype=torch.long, device=device)).backward()
+        opt.step()
+    sync(device)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain-text table: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])

@@ -39,26 +39,9 @@ import warnings
 import torch
 from torch import nn
 
-from _common import peak_rss_bytes  # noqa: E402  (this script's folder is on sys.path)
+from _common import peak_rss_bytes, sync, warm_up  # noqa: E402  (this script's folder is on sys.path)
 
 RESULT_PREFIX = "RESULT_JSON "
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def warm_up(device: torch.device) -> None:
-    """The same throwaway SGD step as compare.py's ``warm_up``: one-time imports and CUDA start-up, untimed."""
-    layer = torch.nn.Linear(8, 2).to(device)
-    opt = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9)
-    for _ in range(2):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(layer(torch.randn(4, 8, device=device)), torch.zeros(4, dtype=torch.long,
-                                                                                            device=device)).backward()
-        opt.step()
-    sync(device)
 
 
 def run_once(blob, cfg, device, train_stream, test_stream, n_classes, task_ids, heads_cls) -> dict:

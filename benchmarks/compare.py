@@ -61,7 +61,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     import packnet
 
-from _common import cpu_model, peak_rss_bytes  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _common import cpu_model, peak_rss_bytes, sync, table, warm_up  # noqa: E402  (benchmarks/ is on sys.path)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METHODS = ("library", "seed", "avalanche")
@@ -142,17 +142,17 @@ def worker_library(blob: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     original = experiment.evaluate_seen
 
     def timed_evaluate_seen(*a: Any, **k: Any) -> list[float]:
-        _sync(device)
+        sync(device)
         t0, c0 = time.perf_counter(), time.process_time()
         out = original(*a, **k)
-        _sync(device)
+        sync(device)
         eval_seconds[0] += time.perf_counter() - t0
         eval_cpu[0] += time.process_time() - c0
         return out
 
     experiment.evaluate_seen = timed_evaluate_seen
     mem = start_memory(device)
-    _sync(device)
+    sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         result = experiment.run_packnet(
@@ -161,7 +161,7 @@ def worker_library(blob: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
             device=device, seed=cfg["seed"], progress=False)
     finally:
         experiment.evaluate_seen = original
-    _sync(device)
+    sync(device)
     total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
     memory = end_memory(device, mem)
     pn = result.packnet
@@ -224,7 +224,7 @@ def worker_seed(blob: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     as_written = cfg["seed_lr_as_written"]
     lr = 0.01 if as_written else cfg["lr"]
     mem = start_memory(device)
-    _sync(device)
+    sync(device)
     t_start, c_start = time.perf_counter(), time.process_time()
     # The sketch's constructor allocates its frozen masks: part of the method, inside the timed region.
     pn = SeedPackNet(model, cfg["prune_ratio"]) if as_written else SeedSameLR(model, cfg["prune_ratio"], lr)
@@ -233,19 +233,19 @@ def worker_seed(blob: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     train_seconds, train_cpu, eval_seconds = time.perf_counter() - t_start, time.process_time() - c_start, 0.0
     for i, task in enumerate(tasks):
         train_loader, _ = task.loaders(cfg["batch_size"], seed=cfg["seed"] + i)  # same batches as the library
-        _sync(device)
+        sync(device)
         t0, c0 = time.perf_counter(), time.process_time()
         set_head(task.task_id)  # the sketch knows nothing of heads: route the forward to this task's
         pn.train_task(task.task_id, train_loader, cfg["seed_epochs"], device=device)
         steps += cfg["seed_epochs"] * len(train_loader)
         pn.prune_and_freeze(task.task_id)
-        _sync(device)
+        sync(device)
         t1, c1 = time.perf_counter(), time.process_time()
         model.eval()
         for j, seen in enumerate(tasks[: i + 1]):
             set_head(seen.task_id)
             R[i][j] = evaluate_accuracy(model, seen.loaders(1000, shuffle=False)[1], device)
-        _sync(device)
+        sync(device)
         train_seconds += t1 - t0
         train_cpu += c1 - c0
         eval_seconds += time.perf_counter() - t1
@@ -264,25 +264,6 @@ def worker_seed(blob: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
         "lr_note": "seed's own SGD(lr=0.01), as written" if as_written else
                    "seed's train_task with lr= passed (minimal subclass SeedSameLR)",
     }
-
-
-def warm_up(device: torch.device) -> None:
-    """One throwaway SGD step before anything is timed, identical in every worker (``avalanche_packnet.py``
-    has the same): torch imports ``torch._dynamo`` and ~900 modules when the first optimizer is constructed
-    (seconds), and the first CUDA kernels initialise the context. Neither is any method's cost."""
-    layer = torch.nn.Linear(8, 2).to(device)
-    opt = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9)
-    for _ in range(2):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(layer(torch.randn(4, 8, device=device)), torch.zeros(4, dtype=torch.long,
-                                                                                            device=device)).backward()
-        opt.step()
-    _sync(device)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _jsonable(R: list[list[float]]) -> list[list[Optional[float]]]:
@@ -461,11 +442,7 @@ def _mib(b: float) -> str:
     return f"{b / 2**20:.1f} MiB"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
-                                   for i, (c, w) in enumerate(zip(cells, widths)))
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
 
 
 def print_report(rep: dict[str, Any]) -> None:
@@ -500,7 +477,7 @@ def print_report(rep: dict[str, Any]) -> None:
         row += [f"{r['mask_bytes']:,}", f"{r['mask_bytes_per_weight']:.2f}", f"{100 * r['average_accuracy']:.2f} %",
                 f"{100 * r['max_forgetting']:.2f}"]
         body.append(row)
-    print(_table(header, body))
+    print(table(header, body))
     for m, r in res.items():
         if "error" in r:
             print(f"{m}: NOT RUN: {r['error']}")
@@ -518,7 +495,7 @@ def print_report(rep: dict[str, Any]) -> None:
             continue
         final = r["accuracy_matrix"][-1]
         fbody.append([m] + [f"{100 * f:.2f}" for f in r["forgetting"]] + [f"{100 * a:.1f}" for a in final])
-    print(_table(["method"] + [f"forget T{j}" for j in range(T)] + [f"acc T{j}" for j in range(T)], fbody))
+    print(table(["method"] + [f"forget T{j}" for j in range(T)] + [f"acc T{j}" for j in range(T)], fbody))
 
     print("\nAccuracy matrices (% on task j, columns, after learning task i, rows; first repeat):")
     for m, r in res.items():

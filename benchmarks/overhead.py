@@ -51,7 +51,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
 from packnet import PackNet, TaskHeads, global_prune_masks, owned_mask, prune_mask
 from packnet.bench.models import mlp, small_cnn
 
-from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _common import cpu_model, sync, table  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 TRAIN_GOAL = 1.05
 FORWARD_GOAL = 1.02
@@ -105,11 +105,7 @@ def fmt_value(v: float, unit: str) -> str:
     return f"{v * 1e6:.1f} us"
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
-                                   for i, (c, w) in enumerate(zip(cells, widths)))
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
 
 
 def print_report(rep: Report) -> None:
@@ -153,11 +149,6 @@ def print_report(rep: Report) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- timing
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def interleaved(timers: dict[str, Timer], numbers: dict[str, int], rounds: int) -> dict[str, list[float]]:
     """Per-iteration times of each timer, one per round; the order of the timers is flipped every round.
 

@@ -105,7 +105,7 @@ class Lifecycle:
 
     @property
     def position(self) -> int:
-        """Owner value of the task in progress (or of the next one): the number of frozen tasks + 1."""
+        """Owner value of the task in progress (or of the next one), i.e. the number of frozen tasks + 1."""
         return len(self.tasks) + 1
 
     def task_position(self, task_id: TaskId) -> int:

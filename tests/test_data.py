@@ -314,3 +314,40 @@ def test_iterating_loaders_leaves_the_global_rng_alone(split_tasks: list[Task]) 
         for _batch in test_loader:
             pass
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+# --------------------------------------------------------------------------- shapes and classes from the data
+def _small_colour_data(n: int = 48, classes: int = 4) -> tuple[torch.Tensor, ...]:
+    """Data that is not MNIST: 3x4x5 images, labels 0..classes-1, every label in both splits."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % classes
+    return torch.rand(n, 3, 4, 5, generator=g), y, torch.rand(n // 2, 3, 4, 5, generator=g), y[: n // 2]
+
+
+def test_benchmarks_take_input_shape_pixel_count_and_classes_from_the_data(monkeypatch) -> None:
+    import packnet.bench.data as data
+
+    monkeypatch.setattr(data, "load_mnist", lambda *args, **kwargs: _small_colour_data())
+    permuted = permuted_mnist(2)
+    assert [t.input_shape for t in permuted] == [(3, 4, 5)] * 2 and permuted[1].classes == (0, 1, 2, 3)
+    x0, x1 = permuted[0].train.tensors[0], permuted[1].train.tensors[0]
+    assert torch.equal(x0.flatten(1).sort(1).values, x1.flatten(1).sort(1).values)  # the same pixels, shuffled
+    assert rotated_mnist(2)[0].num_classes == 4
+    assert [t.classes for t in split_mnist(2)] == [(0, 1), (2, 3)]
+    with pytest.raises(ValueError, match="n_tasks must be an int from 1 to 2"):
+        split_mnist(3)  # four labels make two pairs
+
+
+def test_the_reference_models_are_built_from_a_tasks_input_shape() -> None:
+    import math
+
+    from packnet.bench.models import mlp, small_cnn
+    from packnet.bench.transforms import to_rgb32, transform_task
+
+    task = transform_task(split_mnist(1)[0], to_rgb32, train_size=16)
+    assert task.input_shape == (3, 32, 32) and split_mnist(1)[0].input_shape == (1, 28, 28)
+    x = task.train.tensors[0][:4]
+    for net in (small_cnn([0], task.num_classes, input_shape=task.input_shape),
+                mlp([0], task.num_classes, in_features=math.prod(task.input_shape))):
+        net[-1].active = 0
+        assert net(x).shape == (4, 2)

@@ -103,6 +103,16 @@ def _check_model(model: object, where: str = "model") -> nn.Module:
     return model
 
 
+def _prepare(model: nn.Module, tasks: Sequence[Task], epochs: int, batch_size: int,
+             optimizer: Optional[OptimizerFactory], device: Device) -> OptimizerFactory:
+    """Check a baseline's arguments, move the model to ``device`` and return the optimizer factory to use."""
+    _check_model(model)
+    _check_tasks(tasks)
+    _check_budget(epochs, batch_size)
+    model.to(device)
+    return optimizer if optimizer is not None else default_optimizer
+
+
 def _test_accuracy(model: nn.Module, task: Task, device: Device) -> float:
     """Test accuracy of ``model`` on ``task`` with its head active (eval mode, batches of 1,000)."""
     model.eval()
@@ -119,12 +129,8 @@ def _train_sequentially(model: nn.Module, tasks: Sequence[Task], method: str, *,
     ``after_backward`` runs after every ``loss.backward()`` (EWC adds its penalty's gradient there).
     ``after_task(task)`` runs after training, before testing (EWC computes its Fisher there).
     """
-    _check_model(model)
-    _check_tasks(tasks)
-    _check_budget(epochs, batch_size)
     start = time.perf_counter()
-    model.to(device)
-    make_optimizer = optimizer if optimizer is not None else default_optimizer
+    make_optimizer = _prepare(model, tasks, epochs, batch_size, optimizer, device)
     R = nan_matrix(len(tasks))
     histories = []
     for i, task in enumerate(tasks):
@@ -643,12 +649,8 @@ def run_joint(model: nn.Module, tasks: Sequence[Task], *, epochs: int = 5, batch
         >>> [math.isnan(a) for a in result.accuracy_matrix[0]], math.isnan(result.backward_transfer)
         ([True, True], True)
     """
-    _check_model(model)
-    _check_tasks(tasks)
-    _check_budget(epochs, batch_size)
     start = time.perf_counter()
-    model.to(device)
-    make_optimizer = optimizer if optimizer is not None else default_optimizer
+    make_optimizer = _prepare(model, tasks, epochs, batch_size, optimizer, device)
     loader = _RoundRobin(model, [task.loaders(batch_size, seed=seed + i)[0] for i, task in enumerate(tasks)],
                          [task.task_id for task in tasks])
     model.train()

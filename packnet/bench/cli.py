@@ -95,8 +95,9 @@ def _run(args: argparse.Namespace, launched: bool) -> int:
     tasks = BENCHMARKS[args.benchmark](args.tasks, source=args.source, root=args.root, download=args.download,
                                        seed=args.seed)
     torch.manual_seed(args.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    build = mlp if args.model == "mlp" else small_cnn
-    model: nn.Module = build([t.task_id for t in tasks], tasks[0].num_classes).to(device)
+    ids, shape, n_classes = [t.task_id for t in tasks], tasks[0].input_shape, tasks[0].num_classes  # from the data
+    model: nn.Module = (mlp(ids, n_classes, in_features=math.prod(shape)) if args.model == "mlp"
+                        else small_cnn(ids, n_classes, input_shape=shape)).to(device)
     if launched:
         model = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda")
                                         else None, find_unused_parameters=True)

