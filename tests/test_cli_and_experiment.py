@@ -109,3 +109,35 @@ def test_run_packnet_passes_amp_to_training_and_retraining(monkeypatch):
                          amp=True)  # bfloat16 autocast on the CPU
     assert seen == [("train_task", True), ("retrain", True)] * 2
     assert result.forgetting == [0.0, 0.0]
+
+
+def _bn_model(n: int = 2) -> torch.nn.Module:
+    from packnet import TaskHeads
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+                               TaskHeads(16, 2, task_ids=range(n)))
+
+
+@pytest.mark.parametrize("policy, recalibrated", [("first_task", [0]), ("per_task", [0, 1])])
+def test_run_packnet_recalibrates_batchnorm_where_the_statistics_are_the_tasks_own(policy, recalibrated,
+                                                                                  monkeypatch):
+    from packnet import PackNet
+    from packnet.bench.experiment import run_packnet
+
+    calls = []
+    original = PackNet.recalibrate_batchnorm
+
+    def spy(self, task_id, loader, **kwargs):
+        calls.append((task_id, self.stage))
+        return original(self, task_id, loader, **kwargs)
+    monkeypatch.setattr(PackNet, "recalibrate_batchnorm", spy)
+    tasks = _tiny_tasks()
+    common = dict(epochs=1, retrain_epochs=1, batch_size=16, progress=False, shared_policy=policy)
+    result = run_packnet(_bn_model(), tasks, recalibrate_batchnorm=True, **common)
+    assert [t for t, _ in calls] == [tasks[i].task_id for i in recalibrated]
+    assert result.forgetting == [0.0, 0.0]
+    norm = result.model[1]
+    plain = run_packnet(_bn_model(), tasks, **common).model[1]  # same data and seeds, no recalibration
+    assert torch.equal(norm.weight, plain.weight)  # recalibration changes statistics, never parameters
+    assert not torch.equal(norm.running_mean, plain.running_mean)

@@ -92,7 +92,8 @@ def run_packnet(model: nn.Module, tasks: Sequence[Task], *, prune_ratio: Union[f
                 epochs: int = 5, retrain_epochs: int = 2, batch_size: int = 128,
                 optimizer: Optional[OptimizerFactory] = None, retrain_optimizer: Optional[OptimizerFactory] = None,
                 device: Union[str, torch.device] = "cpu", seed: int = 0, progress: bool = True,
-                amp: bool = False, **packnet_options: Any) -> ExperimentResult:
+                amp: bool = False, recalibrate_batchnorm: bool = False,
+                **packnet_options: Any) -> ExperimentResult:
     """Learn ``tasks`` in order with PackNet and record the accuracy matrix.
 
     For each task: :meth:`~packnet.PackNet.train_task` for ``epochs``, :meth:`~packnet.PackNet.prune`,
@@ -114,6 +115,10 @@ def run_packnet(model: nn.Module, tasks: Sequence[Task], *, prune_ratio: Union[f
         progress: show tqdm bars.
         amp: train and re-train with mixed precision (see :meth:`~packnet.PackNet.train_task`); evaluation runs
             in full precision.
+        recalibrate_batchnorm: after re-training, re-estimate BatchNorm's running statistics on the pruned
+            network (:meth:`~packnet.PackNet.recalibrate_batchnorm`, over the task's training batches) wherever
+            they are the task's own: the first task's with ``shared_policy="first_task"`` (later tasks use
+            those, frozen), every task's with ``"per_task"``.
         **packnet_options: further :class:`~packnet.PackNet` keyword arguments (``shared_policy``, ``pruning``).
 
     Returns:
@@ -134,6 +139,8 @@ def run_packnet(model: nn.Module, tasks: Sequence[Task], *, prune_ratio: Union[f
         pn.prune(t)
         retrained = pn.retrain(t, train_loader, retrain_epochs, optimizer=retrain_optimizer or optimizer,
                                device=device, progress=progress, amp=amp)
+        if recalibrate_batchnorm and (i == 0 or pn.shared_policy == "per_task"):
+            pn.recalibrate_batchnorm(t, train_loader, device=device)
         pn.freeze(t)
         histories.append({"train": trained, "retrain": retrained})
         R[i][: i + 1] = evaluate_seen(pn, tasks, i, device=device)
