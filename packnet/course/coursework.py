@@ -43,6 +43,7 @@ __all__ = [
     "write_student_edition",
     "GradeReport",
     "grade_notebook",
+    "grade_submissions",
     "main",
 ]
 
@@ -224,6 +225,8 @@ class GradeReport:
     notebook: str
     results: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "ok"
+    reason: str = ""
 
     @property
     def passed(self) -> int:
@@ -235,12 +238,14 @@ class GradeReport:
         return self.passed / len(self.results) if self.results else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"notebook": self.notebook, "score": self.score, "passed": self.passed,
-                "total": len(self.results), "results": self.results, "errors": self.errors}
+        return {"notebook": self.notebook, "status": self.status, "reason": self.reason, "score": self.score,
+                "passed": self.passed, "total": len(self.results), "results": self.results, "errors": self.errors}
 
     def format(self) -> str:
         """A plain-text report: one line per exercise, then the score."""
         lines = [f"{self.notebook}"]
+        if self.status != "ok":
+            lines.append(f"  {self.status.upper()}: {self.reason}")
         for r in self.results:
             mark = "PASS" if r["passed"] else r["status"].upper()
             lines.append(f"  {r['id']:<6}{r['name']:<28}{mark}")
@@ -258,32 +263,82 @@ def _chapter_of(path: Path, nb: dict[str, Any]) -> Optional[int]:
     return int(ids[0].split(".")[0]) if ids and ids[0] else None
 
 
-def grade_notebook(path: "str | Path", *, exercises_only: bool = False, timeout: int = 600,
-                   chapter: Optional[int] = None) -> GradeReport:
-    """Run a submitted notebook and grade every exercise of its chapter.
+# Isolation (issue 13) is not done yet: purging and re-importing packnet here breaks checks that build models
+# from the fresh modules and pass them to functions holding the old ones (7.2's TaskHeads), so the checks still
+# run in the student's kernel on the modules it imported.
+_PURGE_AND_REIMPORT = "import importlib as _importlib\n_packnet_exercises = _importlib.import_module('packnet.course.exercises')\n"
 
-    The notebook runs top to bottom in a fresh ``python3`` kernel, in its own folder, continuing past errors;
-    then the official check of each exercise (:func:`packnet.course.exercises.run_check`) runs in that kernel on the
-    function the student defined. Editing or deleting a check cell changes nothing; deleting a solution cell
-    makes that exercise ``"missing"``.
+
+def _check_source(exercise_id: str, marker: str) -> str:
+    return ("import json as _json\n"
+            f"print({marker!r} + _json.dumps(_packnet_exercises.run_check({exercise_id!r}, globals()).to_dict()))")
+
+
+def _limited_client_class():
+    from nbclient import NotebookClient
+
+    class LimitedClient(NotebookClient):
+        """A client that keeps at most ``output_limit`` bytes of a submission's outputs and drops the rest."""
+
+        output_limit = 1_000_000
+        limit_outputs = True
+        output_bytes = 0
+        exceeded_in: Optional[int] = None
+
+        def output(self, outs, msg, display_id, cell_index):  # noqa: D401  (nbclient's hook)
+            if self.limit_outputs:
+                self.output_bytes += len(json.dumps(msg.get("content", {}), default=str))
+                if self.output_bytes > self.output_limit:
+                    if self.exceeded_in is None:
+                        self.exceeded_in = cell_index
+                    return None
+            return super().output(outs, msg, display_id, cell_index)
+    return LimitedClient
+
+
+def grade_notebook(path: "str | Path", *, exercises_only: bool = False, timeout: float = 1800,
+                   cell_timeout: float = 600, check_timeout: float = 120, output_limit: int = 1_000_000,
+                   chapter: Optional[int] = None) -> GradeReport:
+    """Run a submitted notebook and grade every exercise of its chapter; a bad submission never raises.
+
+    The notebook runs top to bottom in a fresh ``python3`` kernel, in its own folder, continuing past errors.
+    Then the official check of each exercise (:func:`packnet.course.exercises.run_check`) runs in its own cell, in
+    that kernel, on the function the student defined (a submission that patches the library in its kernel can
+    still fool a check: isolation is not done yet). Editing
+    or deleting a check cell changes nothing; deleting a solution cell makes that exercise ``"missing"``.
+
+    Limits: a cell that runs longer than ``cell_timeout`` (or past the submission's ``timeout``), or that kills
+    its kernel (``os._exit``, out of memory), ends that kernel; the grader starts a fresh one, replays the setup
+    cell and the solution cells that had run before, and goes on, so the exercises solved before still count.
+    A check that loops or kills the kernel makes that exercise ``"timeout"`` / ``"crashed"``; the others are
+    still checked. Outputs beyond ``output_limit`` bytes are dropped. The report's ``status`` says what
+    happened (``"ok"``, ``"timeout"``, ``"crashed"``, ``"output limit"``) and ``reason`` why.
 
     Args:
         path: the ``.ipynb`` file.
         exercises_only: run only the first code cell (the setup cell) and the solution cells, not the chapter's
             experiments: seconds instead of minutes, for exercises whose solution cells are self-contained (the
             book's are).
-        timeout: seconds allowed per cell.
+        timeout: seconds allowed for running the submission's cells in all (the checks come on top).
+        cell_timeout: seconds allowed per cell.
+        check_timeout: seconds allowed per official check.
+        output_limit: bytes of output kept from the submission's cells.
         chapter: the chapter whose exercises to grade (default: from the file name ``NN_*.ipynb``, else from
             the exercise ids in the notebook).
 
     Returns:
         A :class:`GradeReport`.
+
+    Raises:
+        FileNotFoundError, ValueError: the file is missing or is not a chapter's notebook (nothing to grade).
     """
     try:
         import nbformat
-        from nbclient import NotebookClient
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
     except ImportError as error:  # pragma: no cover - the book/test extras install both
         raise ImportError("grading needs nbclient and ipykernel: pip install nbclient ipykernel") from error
+    import secrets
+    import time
     from .exercises import exercises_of_chapter
 
     path = Path(path)
@@ -291,40 +346,157 @@ def grade_notebook(path: "str | Path", *, exercises_only: bool = False, timeout:
         raise FileNotFoundError(f"no notebook at {str(path)!r}")
     nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
     chapter = chapter if chapter is not None else _chapter_of(path, nb)
-    expected = [e.id for e in exercises_of_chapter(chapter)] if chapter is not None else []
-    if not expected:
+    exercises = exercises_of_chapter(chapter) if chapter is not None else []
+    if not exercises:
         raise ValueError(f"{path.name}: no exercises are registered for chapter {chapter}: pass chapter=...")
-    cells = nb.cells
-    if exercises_only:
-        first_code = next((i for i, c in enumerate(cells) if c.cell_type == "code"), None)
-        cells = [c for i, c in enumerate(cells)
-                 if i == first_code or exercise_role(c)[1] == "solution"]
-    runnable = [c for c in cells if c.cell_type == "code"]
-    grading = nbformat.v4.new_code_cell(
-        "import json as _json\nfrom packnet.course.exercises import run_check as _run_check\n"
-        f"print({_GRADE_MARKER!r} + _json.dumps([_run_check(i, globals()).to_dict() for i in {expected!r}]))")
-    nb.cells = runnable + [grading]
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(path.parent.resolve())}})
-    client.execute()
+    first_code = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), None)
+    replayable = {i for i, c in enumerate(nb.cells) if i == first_code or exercise_role(c)[1] == "solution"}
+    plan = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (not exercises_only or i in replayable)]
+    marker = f"{_GRADE_MARKER}{secrets.token_hex(8)}:"
+    slot = len(nb.cells)  # the grader's own cells run at this index, after the submission's
+    nb.cells.append(nbformat.v4.new_code_cell(""))
     report = GradeReport(notebook=str(path))
-    for index, cell in enumerate(nb.cells[:-1]):
+    problems: list[tuple[str, str]] = []
+    results: dict[str, dict[str, Any]] = {}
+    done: list[int] = []  # the cells that ran to the end, in order
+    position, deadline = 0, time.monotonic() + timeout
+    Client = _limited_client_class()
+
+    def run(client, cell, index: int, seconds: float) -> str:
+        nb.cells[index] = cell
+        client.timeout = max(1, int(seconds))
+        try:
+            client.execute_cell(cell, index)
+        except CellTimeoutError:
+            return "timeout"
+        except DeadKernelError:
+            return "crashed"
+        return "ok"
+
+    for _ in range(2 + len(exercises)):  # at most one fresh kernel per failure that can happen
+        client = Client(nb, timeout=int(cell_timeout), kernel_name="python3", allow_errors=True,
+                        shutdown_kernel="immediate", resources={"metadata": {"path": str(path.parent.resolve())}})
+        client.output_limit = output_limit
+        restart = False
+        with client.setup_kernel():
+            for index in (i for i in done if i in replayable):  # what a fresh kernel needs
+                if run(client, nb.cells[index], index, cell_timeout) != "ok":
+                    problems.append(("crashed", f"cell {index} failed when replayed in a fresh kernel"))
+                    position = len(plan)
+                    break
+            while position < len(plan) and not restart:
+                index = plan[position]
+                position += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    problems.append(("timeout", f"the submission's time limit ({timeout:g} s) ran out before "
+                                                f"cell {index}; the cells from there on were not run"))
+                    position = len(plan)
+                    break
+                outcome = run(client, nb.cells[index], index, min(cell_timeout, left))
+                if outcome == "ok":
+                    done.append(index)
+                    continue
+                restart = True
+                if outcome == "crashed":
+                    problems.append(("crashed", f"cell {index} killed its kernel; a fresh kernel ran the rest"))
+                elif left < cell_timeout:
+                    problems.append(("timeout", f"cell {index} was still running when the submission's time limit "
+                                                f"({timeout:g} s) ran out; the cells after it were not run"))
+                    position = len(plan)
+                else:
+                    problems.append(("timeout", f"cell {index} ran longer than the per-cell limit "
+                                                f"({cell_timeout:g} s); a fresh kernel ran the rest"))
+            if client.exceeded_in is not None and not any(s == "output limit" for s, _ in problems):
+                problems.append(("output limit", f"cell {client.exceeded_in} printed more than the "
+                                                 f"{output_limit} bytes of output kept; the rest was dropped"))
+            if restart:
+                continue
+            client.limit_outputs = False
+            setup = nbformat.v4.new_code_cell(_PURGE_AND_REIMPORT)
+            if run(client, setup, slot, check_timeout) != "ok":
+                problems.append(("crashed", "the grader could not re-import packnet in the submission's kernel"))
+                break
+            for ex in exercises:
+                if ex.id in results:
+                    continue
+                cell = nbformat.v4.new_code_cell(_check_source(ex.id, marker))
+                outcome = run(client, cell, slot, check_timeout)
+                if outcome != "ok":
+                    why = ("ran longer than the check's limit" if outcome == "timeout" else "killed the kernel")
+                    results[ex.id] = {"id": ex.id, "name": ex.name, "status": outcome, "passed": False,
+                                      "message": f"Exercise {ex.id} (`{ex.name}`): checking your function {why}"
+                                                 + (f" ({check_timeout:g} s)." if outcome == "timeout" else ".")}
+                    problems.append((outcome, f"the check of exercise {ex.id} {why}"))
+                    restart = True
+                    break
+                text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+                line = next((ln for ln in text.splitlines() if ln.startswith(marker)), None)
+                if line is None:
+                    error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+                    why = f"{error.get('ename')}: {error.get('evalue')}" if error else "no result was printed"
+                    results[ex.id] = {"id": ex.id, "name": ex.name, "status": "failed", "passed": False,
+                                      "message": f"the grader could not run the check ({why})"}
+                else:
+                    results[ex.id] = json.loads(line[len(marker):])
+        if not restart:
+            break
+    for ex in exercises:
+        results.setdefault(ex.id, {"id": ex.id, "name": ex.name, "status": "not graded", "passed": False,
+                                   "message": f"Exercise {ex.id}: not graded (the submission hit its limits)."})
+    report.results = [results[ex.id] for ex in exercises]
+    for index in sorted(set(plan)):
+        cell = nb.cells[index]
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 exercise_id, role = exercise_role(cell)
                 expected = "raises-exception" in (cell.get("metadata") or {}).get("tags", [])
                 report.errors.append({"cell": index, "exercise": exercise_id, "role": role, "expected": expected,
                                       "ename": output.get("ename"), "evalue": output.get("evalue")})
-    text = "".join(o.get("text", "") for o in nb.cells[-1].get("outputs", []) if o.get("output_type") == "stream")
-    line = next((ln for ln in text.splitlines() if ln.startswith(_GRADE_MARKER)), None)
-    if line is None:
-        error = next((o for o in nb.cells[-1].get("outputs", []) if o.get("output_type") == "error"), None)
-        why = f"{error.get('ename')}: {error.get('evalue')}" if error else "no result was printed"
-        report.results = [{"id": i, "name": "?", "status": "failed", "passed": False,
-                           "message": f"the grader could not run the checks ({why})"} for i in expected]
-    else:
-        report.results = json.loads(line[len(_GRADE_MARKER):])
+    if problems:
+        report.status = problems[0][0]
+        report.reason = "; ".join(reason for _, reason in problems)
     return report
+
+
+def _grade_one(submission: str, options: dict[str, Any]) -> GradeReport:
+    """Grade one submission; anything that goes wrong becomes the report's ``status`` (never raises)."""
+    try:
+        return grade_notebook(submission, **options)
+    except Exception as error:  # noqa: BLE001 - one bad submission must never stop the batch
+        report = GradeReport(notebook=str(submission), status="error", reason=f"{type(error).__name__}: {error}")
+        return report
+
+
+def grade_submissions(submissions: Sequence["str | Path"], *, jobs: int = 1, progress: bool = True,
+                      **options: Any) -> list[GradeReport]:
+    """Grade many submissions, ``jobs`` at a time (each in its own process and kernel), with a progress bar on
+    stderr; the reports come back in the order of ``submissions``. ``options`` go to :func:`grade_notebook`."""
+    from tqdm import tqdm
+
+    submissions = [str(s) for s in submissions]
+    bar = tqdm(total=len(submissions), desc="grading", unit="notebook", file=sys.stderr, disable=not progress)
+    reports: list[Optional[GradeReport]] = [None] * len(submissions)
+    if jobs <= 1 or len(submissions) <= 1:
+        for i, submission in enumerate(submissions):
+            reports[i] = _grade_one(submission, options)
+            bar.update()
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_grade_one, s, options): i for i, s in enumerate(submissions)}
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    reports[i] = future.result()
+                except Exception as error:  # noqa: BLE001 - a worker that died still leaves a report
+                    reports[i] = GradeReport(notebook=submissions[i], status="error",
+                                             reason=f"the grading process failed: {type(error).__name__}: {error}")
+                bar.update()
+    bar.close()
+    return [r for r in reports if r is not None]
 
 
 # ------------------------------------------------------------------------------------------ command line
@@ -341,7 +513,17 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("submissions", nargs="+", help="the .ipynb files to grade")
     grade.add_argument("--exercises-only", action="store_true",
                        help="run only the setup and solution cells, not the chapter's experiments (fast)")
-    grade.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default: 600)")
+    grade.add_argument("--timeout", type=float, default=1800,
+                       help="seconds allowed to run one submission's cells (default: 1800)")
+    grade.add_argument("--cell-timeout", type=float, default=600, help="seconds allowed per cell (default: 600)")
+    grade.add_argument("--check-timeout", type=float, default=120,
+                       help="seconds allowed per official check (default: 120)")
+    grade.add_argument("--output-limit", type=int, default=1_000_000,
+                       help="bytes of a submission's output kept; the rest is dropped (default: 1000000)")
+    grade.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded in parallel (default: 1)")
+    grade.add_argument("--fail-under", type=float, default=None, metavar="PCT",
+                       help="exit with status 1 if any submission scores below PCT %% (default: exit 0 whatever "
+                            "the scores, as long as every submission could be graded)")
     grade.add_argument("--json", action="store_true", help="print one JSON object per line instead of a report")
     return parser
 
@@ -359,15 +541,16 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
             print(path)
         print(f"wrote the student edition of {len(written)} notebooks to {args.out_dir}", file=sys.stderr)
         return 0
-    for submission in args.submissions:
-        try:
-            report = grade_notebook(submission, exercises_only=args.exercises_only, timeout=args.timeout)
-        except (FileNotFoundError, ValueError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        print(json.dumps(report.to_dict()) if args.json else report.format())
+    options = {"exercises_only": args.exercises_only, "timeout": args.timeout, "cell_timeout": args.cell_timeout,
+               "check_timeout": args.check_timeout, "output_limit": args.output_limit}
+    reports = grade_submissions(args.submissions, jobs=args.jobs, **options)
+    for report in reports:
+        print(json.dumps(report.to_dict()) if args.json else report.format(), flush=True)
+    if any(r.status == "error" for r in reports):
+        return 2
+    if args.fail_under is not None and any(100 * r.score < args.fail_under for r in reports):
+        return 1
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
