@@ -245,17 +245,23 @@ def test_the_sidebar_numbers_the_chapters_as_their_figures_do(book_build: BookBu
             assert not number, f"{page} is a reference page but is numbered in the sidebar: {entries[page]!r}"
 
 
+NOTES_FOLD = ":::{dropdown} Show the notes"
+"""How a notes cell starts: its Markdown inside a closed sphinx-design dropdown (a <details> in the page)."""
+
+
 @pytest.mark.slow
-def test_exercise_solutions_render_collapsed_behind_a_show_the_solution_toggle(book_build: BookBuild):
-    """Each solution cell is in the page, folded: a closed <details> whose summary reads "Show the solution"."""
+def test_exercise_solutions_and_notes_render_collapsed_behind_show_toggles(book_build: BookBuild):
+    """Each solution cell is in the page, folded: a closed <details> whose summary reads "Show the solution";
+    each instructors' notes cell likewise behind "Show the notes"."""
     bs4 = pytest.importorskip("bs4")
     from packnet.course.coursework import exercise_role
 
-    checked = 0
+    checked = notes_checked = 0
     for page in NOTEBOOK_PAGES:
         nb = load_notebook(ROOT / f"{page}.ipynb")
         solutions = [c for c in nb["cells"] if exercise_role(c)[1] == "solution"]
-        if not solutions:
+        notes = [c for c in nb["cells"] if exercise_role(c)[1] == "notes"]
+        if not solutions and not notes:
             continue
         soup = bs4.BeautifulSoup((book_build.html / f"{page}.html").read_text(encoding="utf-8"), "html.parser")
         folds = [d for d in soup.find_all("details") if "Show the solution" in d.get_text(" ")]
@@ -264,5 +270,18 @@ def test_exercise_solutions_render_collapsed_behind_a_show_the_solution_toggle(b
             assert not fold.has_attr("open"), f"{page}: a solution is shown unfolded"
             first_code_line = source(cell).splitlines()[0]
             assert first_code_line in fold.get_text(), f"{page}: {first_code_line!r} is not inside its toggle"
-        checked += 1
+        checked += bool(solutions)
+
+        note_folds = [d for d in soup.find_all("details")
+                      if d.find("summary") is not None and "Show the notes" in d.find("summary").get_text(" ")]
+        assert len(note_folds) == len(notes), f"{page}: {len(note_folds)} notes toggles for {len(notes)} notes cells"
+        for fold, cell in zip(note_folds, notes):
+            text = source(cell)
+            assert text.startswith(NOTES_FOLD + "\n"), f"{page}: a notes cell does not start with {NOTES_FOLD!r}"
+            assert not fold.has_attr("open"), f"{page}: discussion notes are shown unfolded"
+            first_words = " ".join(text.splitlines()[1].replace("*", "").split()[:6])
+            assert first_words in " ".join(fold.get_text(" ").split()), (
+                f"{page}: the notes starting {first_words!r} are not inside their toggle")
+        notes_checked += len(notes)
     assert checked == 7, f"expected exercises in chapters 1-7, found them in {checked} chapters"
+    assert notes_checked == 7, f"expected one notes cell in each of chapters 1-7, found {notes_checked}"

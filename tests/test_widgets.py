@@ -59,10 +59,28 @@ def test_capacity_planner_builds_and_redraws_when_a_slider_moves():
 
     open_before = set(plt.get_fignums())
     box = capacity_planner(0.75, 4, max_tasks=10)
-    sliders = box.children[0].children
+    hint, row = box.children[0], box.children[1]
+    assert "Colab" in hint.value and "Binder" in hint.value and "local Jupyter" in hint.value
+    sliders = row.children
     assert [s.description for s in sliders] == ["prune ratio", "tasks"]
     assert (sliders[0].value, sliders[1].value, sliders[1].max) == (0.75, 4, 10)
     assert box.planner_data["schedule"] == capacity_schedule(0.75, 4)
     sliders[0].value, sliders[1].value = 0.5, 6
     assert box.planner_data["schedule"] == capacity_schedule(0.5, 6)
     assert set(plt.get_fignums()) == open_before  # every drawn figure was closed after display
+
+
+def test_capacity_planner_display_carries_a_static_figure_and_says_how_to_make_it_live():
+    """A page without a kernel renders the text/html fallback: the how-to-make-it-live line and a PNG."""
+    pytest.importorskip("ipywidgets")
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    open_before = set(plt.get_fignums())
+    bundle = capacity_planner(0.75, 4)._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # still the live widget in a kernel
+    html = bundle["text/html"]
+    assert "Colab" in html and "Binder" in html and "local Jupyter" in html
+    assert '<img src="data:image/png;base64,' in html
+    assert set(plt.get_fignums()) == open_before

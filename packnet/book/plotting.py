@@ -345,6 +345,9 @@ def plot_used_shares(schedules: dict[str, Sequence[dict]], ax: Any = None, *, mi
         ax.set_yscale("log")
     else:
         ax.set_ylim(bottom=0)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # tasks are whole numbers: no tick at 2.5
     ax.set_xlabel("task (learning order)")
     ax.set_ylabel("fraction of prunable weights kept")
     ax.legend(frameon=False, fontsize=8)

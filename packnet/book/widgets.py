@@ -88,13 +88,44 @@ def draw_planner(prune_ratio: float, n_tasks: int, ax: Any = None, *, min_share:
     return ax
 
 
+LIVE_HINT = ("The sliders are live only while a Python kernel runs this notebook: open the chapter in Colab or "
+             "Binder (the rocket button at the top of the book's page), or run it in a local Jupyter with "
+             "<code>pip install ipywidgets</code>. Without a kernel you see the initial view.")
+"""How to make the capacity planner live: shown above its sliders and in its static fallback."""
+
+
+def static_planner_html(prune_ratio: float, n_tasks: int, *, min_share: Optional[float] = None) -> str:
+    """The planner's initial view as a self-contained HTML snippet: :data:`LIVE_HINT` and a PNG of the figure.
+
+    This is what a page without a kernel shows in place of the widget (the online book, a notebook viewer).
+    """
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5), constrained_layout=True)
+    try:
+        draw_planner(prune_ratio, n_tasks, ax, min_share=min_share)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    png = base64.b64encode(buffer.getvalue()).decode("ascii")
+    alt = f"capacity planner: prune ratio {prune_ratio:g}, {n_tasks} tasks"
+    return (f'<div class="capacity-planner-static"><p><em>{LIVE_HINT}</em></p>'
+            f'<img src="data:image/png;base64,{png}" alt="{alt}" style="max-width: 100%;"></div>')
+
+
 def capacity_planner(prune_ratio: float = 0.75, n_tasks: int = 4, *, max_tasks: int = 20,
                      min_share: Optional[float] = None) -> Any:
     """A widget with two sliders (prune ratio, number of tasks) that redraws :func:`draw_planner` on change.
 
-    Live in Jupyter and Colab; saved notebooks (and the online book, from the stored widget state) show the
-    initial view. The returned box has an attribute ``planner_data``: the :func:`planner_data` of the view
-    currently shown.
+    Live only while a Python kernel runs the notebook (Colab, Binder, a local Jupyter with ipywidgets); the box
+    says so in a line of text above the sliders. Besides the widget, its display carries a static fallback
+    (``text/html``: that line and a PNG of the initial view), which is what a page without a kernel shows: the
+    book renders the fallback, not the widget (``nb_mime_priority_overrides`` in _config.yml). The returned box
+    has an attribute ``planner_data``: the :func:`planner_data` of the view currently shown.
 
     Args:
         prune_ratio: initial ratio (the slider runs from 0 to 0.95 in steps of 0.05).
@@ -116,11 +147,20 @@ def capacity_planner(prune_ratio: float = 0.75, n_tasks: int = 4, *, max_tasks: 
     import matplotlib.pyplot as plt
     from IPython.display import display
 
+    class PlannerBox(widgets.VBox):
+        """The planner's box; its display adds the static fallback to the widget view."""
+
+        def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+            bundle = super()._repr_mimebundle_(**kwargs)
+            if isinstance(bundle, dict):
+                bundle["text/html"] = static_planner_html(prune_ratio, n_tasks, min_share=min_share)
+            return bundle
+
     ratio = widgets.FloatSlider(value=prune_ratio, min=0.0, max=0.95, step=0.05, description="prune ratio",
                                 continuous_update=False, readout_format=".2f")
     tasks = widgets.IntSlider(value=n_tasks, min=1, max=max_tasks, step=1, description="tasks",
                               continuous_update=False)
-    box = widgets.VBox([widgets.HBox([ratio, tasks])])
+    box = PlannerBox([widgets.HTML(f"<p>{LIVE_HINT}</p>"), widgets.HBox([ratio, tasks])])
 
     def show(prune_ratio: float, n_tasks: int) -> None:
         box.planner_data = planner_data(prune_ratio, n_tasks, min_share)
