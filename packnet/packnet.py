@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +35,9 @@ from .pruning import SCOPES, Criterion, check_prune_ratio, check_ratio_schedule,
 from .roles import DEFAULT_PRUNABLE, Roles
 from .training import (OptimizerFactory, check_epochs, default_optimizer, evaluate_accuracy, modes_restored,
                        reestimate_batchnorm, train_epochs)
+
+if TYPE_CHECKING:
+    from .task_inference import TaskInference
 
 __all__ = ["PackNet", "DEFAULT_PRUNABLE"]
 
@@ -123,6 +126,9 @@ class PackNet:
         """The frozen tasks, the task in progress and its stage (:class:`~packnet.lifecycle.Lifecycle`)."""
         self._shared_snapshots: dict[TaskId, dict[str, Tensor]] = {}
         self._steps_taken = 0
+        self.task_inference: Optional["TaskInference"] = None
+        """What recognises each task without its id (:mod:`packnet.task_inference`), once
+        :meth:`calibrate_task_inference` was called; ``None`` before."""
 
     # ------------------------------------------------------------------ roles of parameters
     @property
@@ -448,6 +454,38 @@ class PackNet:
         """Top-1 accuracy of task ``task_id`` on ``loader`` (run inside :meth:`task`)."""
         with self.task(task_id):
             return evaluate_accuracy(self.module, loader, device if device is not None else self._device())
+
+    # ------------------------------------------------------------------ beyond the task id
+    def calibrate_task_inference(self, task_id: TaskId, loader: Iterable, **options: Any) -> None:
+        """Record what task ``task_id`` needs to be recognised without its id (call it after :meth:`freeze`).
+
+        Delegates to :meth:`packnet.task_inference.TaskInference.calibrate`, which documents the options and
+        what is stored.
+        """
+        from .task_inference import TaskInference
+
+        if self.task_inference is None:
+            self.task_inference = TaskInference()
+        self.task_inference.calibrate(self, task_id, loader, **options)
+
+    def infer_task(self, x: Tensor, *, batch: bool = False, **options: Any) -> Any:
+        """The task of each sample of ``x`` (``batch=True``: the one task most consistent with the whole batch).
+
+        Delegates to :meth:`packnet.task_inference.TaskInference.infer`.
+        """
+        if self.task_inference is None:
+            raise RuntimeError("no task was calibrated for task inference: call "
+                               "pn.calibrate_task_inference(t, loader) after freeze(t) for every task")
+        return self.task_inference.infer(self, x, batch=batch, **options)
+
+    def export(self, task_id: TaskId) -> nn.Module:
+        """A plain ``nn.Module`` that computes exactly what ``with pn.task(task_id):`` computes.
+
+        A copy: this PackNet and its model are untouched. See :func:`packnet.export.export_task`.
+        """
+        from .export import export_task
+
+        return export_task(self, task_id)
 
     # ------------------------------------------------------------------ capacity
     def capacity(self) -> list[dict[str, Any]]:
