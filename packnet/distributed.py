@@ -106,7 +106,8 @@ def save_on_rank0(obj: Any, path: Union[str, os.PathLike]) -> None:
 
 
 def unwrap_parallel(model: torch.nn.Module) -> torch.nn.Module:
-    """The network inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper (else ``model`` itself).
+    """The network inside ``DistributedDataParallel`` / ``DataParallel`` / ``torch.compile`` wrappers (else
+    ``model`` itself), unwrapping nested ones.
 
     Raises ``ValueError`` for a DDP wrapper built without ``find_unused_parameters=True``: under PackNet some
     parameters get no gradient in a phase, which plain DDP treats as an error.
@@ -117,9 +118,17 @@ def unwrap_parallel(model: torch.nn.Module) -> torch.nn.Module:
         (True, True)
     """
     wrappers = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
-    module = model.module if isinstance(model, wrappers) else model
-    if module is not model and not getattr(model, "find_unused_parameters", True):
-        raise ValueError(
-            "wrap the model as DistributedDataParallel(model, find_unused_parameters=True): under PackNet some "
-            "parameters get no gradient in a phase (other tasks' heads, frozen biases and norms)")
-    return module
+    module = model
+    while True:
+        if isinstance(module, wrappers):
+            if not getattr(module, "find_unused_parameters", True):
+                raise ValueError(
+                    "wrap the model as DistributedDataParallel(model, find_unused_parameters=True): under "
+                    "PackNet some parameters get no gradient in a phase (other tasks' heads, frozen biases and "
+                    "norms)")
+            module = module.module
+        elif type(module).__name__ == "OptimizedModule" and isinstance(getattr(module, "_orig_mod", None),
+                                                                         torch.nn.Module):
+            module = module._orig_mod  # torch.compile(model): names without the "_orig_mod." prefix
+        else:
+            return module

@@ -57,6 +57,11 @@ class _Partial:
     def restore(self) -> None:
         self.param.detach().view(self.keep.dtype).bitwise_and_(self.keep).bitwise_or_(self.frozen_bits)
 
+    def changed(self) -> bool:
+        """Whether any frozen entry's bits differ from the snapshot (one pass; synchronises on CUDA)."""
+        frozen = self.param.detach().view(self.keep.dtype).bitwise_and(self.keep.bitwise_not())
+        return not torch.equal(frozen, self.frozen_bits)
+
     def mask_gradient(self) -> None:
         grad = self.param.grad
         if grad is not None:  # +0.0 exactly where frozen, even if the gradient there was inf or NaN
@@ -146,4 +151,26 @@ class WeightGuard:
             part.restore()
         for param, snapshot in self.frozen:
             param.copy_(snapshot)
+
+    @torch.no_grad()
+    def changed_frozen(self) -> list[nn.Parameter]:
+        """The parameters of which a frozen entry no longer has its snapshot's exact bits.
+
+        Empty after :meth:`restore_frozen`. A non-empty answer at the end of a phase means a step was taken
+        without :meth:`restore_frozen` after it — :meth:`packnet.PackNet.training` checks this on exit,
+        restores the values and raises, so a forgotten call cannot pass silently. It compares bits, so NaN
+        and -0.0 count as unchanged only if they were there before. One pass over the parameters; on CUDA it
+        synchronises, so call it once per phase, not per step.
+        """
+        changed = [part.param for part in self.partial if part.changed()]
+        changed += [param for param, snapshot in self.frozen if not _same_bits(param, snapshot)]
+        return changed
+
+
+def _same_bits(a: Tensor, b: Tensor) -> bool:
+    """Whether two tensors of one dtype and shape hold exactly the same bits (NaN == NaN, -0.0 != 0.0)."""
+    ints = INT_OF_SIZE.get(a.element_size())
+    if ints is None:
+        return torch.equal(a, b)
+    return torch.equal(a.detach().view(ints), b.detach().view(ints))
 

@@ -39,11 +39,27 @@ class TaskHeads(nn.Module):
             if task_ids is None:
                 raise ValueError("TaskHeads(in_features, n_classes) needs task_ids=..., e.g. task_ids=range(5)")
             out_features = {t: out_features for t in task_ids}
+        keys: dict[str, Hashable] = {}
+        for t in out_features:
+            if str(t) in keys:
+                raise ValueError(f"task ids {keys[str(t)]!r} and {t!r} would share one head (heads are keyed "
+                                 "by str(task_id)): give every task an id with its own str()")
+            keys[str(t)] = t
         self.heads = nn.ModuleDict({str(t): nn.Linear(in_features, n) for t, n in out_features.items()})
         self.active: Optional[Hashable] = None
 
-    def add(self, task_id: Hashable, head: nn.Module) -> None:
-        """Add (or replace) the head of ``task_id`` — e.g. for a task not planned at construction."""
+    def add(self, task_id: Hashable, head: nn.Module, *, replace: bool = False) -> None:
+        """Add the head of ``task_id`` — e.g. for a task not planned at construction.
+
+        Refuses (``KeyError``) an id that already has a head, including another id with the same ``str()``
+        (``0`` and ``"0"``): replacing a frozen task's head would change that task. Pass ``replace=True`` to
+        replace the head of a task that has not been trained yet.
+        """
+        if not isinstance(head, nn.Module):
+            raise TypeError(f"a head must be an nn.Module, got {type(head).__name__}")
+        if str(task_id) in self.heads and not replace:
+            raise KeyError(f"TaskHeads already has a head for task {task_id!r} (key {str(task_id)!r}); pass "
+                           "replace=True to replace it (only for a task not trained yet) or use a new id")
         self.heads[str(task_id)] = head
 
     def head(self, task_id: Hashable) -> nn.Module:

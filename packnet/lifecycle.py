@@ -7,7 +7,8 @@ Every task goes through the same steps, and a step out of order must be refused 
                     +---+               +---+
 
 (plus ``abandon``: training --> idle, when a new task's first training stopped before a single step, so
-nothing was learned). :data:`TRANSITIONS` is that picture as data. :class:`Lifecycle` keeps the frozen tasks
+nothing was learned; and ``abort``: training or pruned --> idle, :meth:`~packnet.PackNet.abort_task` giving
+up the task in progress). :data:`TRANSITIONS` is that picture as data. :class:`Lifecycle` keeps the frozen tasks
 in learning order, the task in progress and its :class:`Stage`; :meth:`Lifecycle.check` is the guard (it
 raises an error that says what to call instead, and changes nothing) and :meth:`Lifecycle.advance` is the only
 code that changes the stage, always through the guard. :class:`~packnet.PackNet` checks a step, does its work,
@@ -21,7 +22,7 @@ from typing import Any, Hashable, NamedTuple, Optional
 
 from .masks import MAX_TASKS
 
-__all__ = ["Stage", "Transition", "TRANSITIONS", "Lifecycle"]
+__all__ = ["Stage", "Transition", "TRANSITIONS", "ABORTABLE", "Lifecycle", "task_key", "check_task_id"]
 
 TaskId = Hashable
 
@@ -53,12 +54,32 @@ TRANSITIONS: dict[str, Transition] = {
     "start": Transition(Stage.IDLE, Stage.TRAINING, "start a task"),
     "train": Transition(Stage.TRAINING, Stage.TRAINING, "train"),
     "abandon": Transition(Stage.TRAINING, Stage.IDLE, "abandon the task"),
+    "abort": Transition(Stage.TRAINING, Stage.IDLE, "abort the task"),  # from PRUNED too (see check)
     "prune": Transition(Stage.TRAINING, Stage.PRUNED, "prune"),
     "retrain": Transition(Stage.PRUNED, Stage.PRUNED, "retrain"),
     "recalibrate": Transition(Stage.PRUNED, Stage.PRUNED, "recalibrate BatchNorm statistics"),
     "freeze": Transition(Stage.PRUNED, Stage.IDLE, "freeze"),
 }
-"""Every step of the lifecycle by name, as ``action -> (source stage, target stage, verb)``."""
+"""Every step of the lifecycle by name, as ``action -> (source stage, target stage, verb)``. ``abort`` is the
+one step allowed from two stages (training and pruned)."""
+
+ABORTABLE = (Stage.TRAINING, Stage.PRUNED)
+"""The stages :meth:`~packnet.PackNet.abort_task` may leave."""
+
+
+def task_key(task_id: TaskId) -> str:
+    """The canonical identity of a task id: ``str(task_id)``.
+
+    Task ids are ``int`` or ``str``; heads (``nn.ModuleDict`` keys) and checkpoints know them as strings, so
+    two ids with the same string (``0`` and ``"0"``) would share a head. PackNet refuses the second one.
+    """
+    return str(task_id)
+
+
+def check_task_id(task_id: Any) -> None:
+    """Raise ``TypeError`` unless ``task_id`` is an ``int`` or a ``str`` (not a ``bool``)."""
+    if not isinstance(task_id, (int, str)) or isinstance(task_id, bool):
+        raise TypeError(f"task ids must be int or str, got {task_id!r} ({type(task_id).__name__})")
 
 
 class Lifecycle:
@@ -93,7 +114,20 @@ class Lifecycle:
                              f"{[s.value for s in Stage]} (or None for idle)") from None
         if (current is None) != (stage is Stage.IDLE):
             raise ValueError(f"inconsistent lifecycle: task in progress {current!r} at stage {stage.value!r}")
-        self.tasks: list[TaskId] = list(tasks or [])
+        tasks = list(tasks or [])
+        seen: dict[str, TaskId] = {}
+        for t in tasks + ([] if current is None else [current]):
+            try:
+                check_task_id(t)
+            except TypeError as error:
+                raise ValueError(f"invalid lifecycle: {error}") from None
+            if task_key(t) in seen:
+                raise ValueError(f"invalid lifecycle: task ids {seen[task_key(t)]!r} and {t!r} are the same "
+                                 "task (ids are compared as strings); every task needs its own id")
+            seen[task_key(t)] = t
+        if len(tasks) > MAX_TASKS:
+            raise ValueError(f"invalid lifecycle: {len(tasks)} tasks, at most {MAX_TASKS} fit")
+        self.tasks: list[TaskId] = tasks
         """Task ids frozen so far, in learning order; the k-th owns the weights with owner value k."""
         self.current: Optional[TaskId] = current
         """The task in progress (started but not yet frozen), or ``None``."""
@@ -143,6 +177,8 @@ class Lifecycle:
             self._check_start(task_id)
             return target
         self.require_in_progress(task_id, verb)
+        if action == "abort" and self.stage in ABORTABLE:
+            return target
         if self.stage is not source:
             hint = {Stage.TRAINING: f"task {task_id!r} is already pruned: call retrain({task_id!r}, ...) or "
                                     f"freeze({task_id!r})",
@@ -152,11 +188,15 @@ class Lifecycle:
         return target
 
     def _check_start(self, task_id: TaskId) -> None:
-        if not isinstance(task_id, (int, str)) or isinstance(task_id, bool):
-            raise TypeError(f"task ids must be int or str, got {task_id!r}")
+        check_task_id(task_id)
         if task_id in self.tasks:
             raise RuntimeError(f"task {task_id!r} was already learned and frozen: its weights can no longer "
                                "change; give the new task a new id")
+        clash = [t for t in self.tasks + [self.current] if t is not None and task_key(t) == task_key(task_id)]
+        if clash:
+            raise ValueError(f"task id {task_id!r} collides with task {clash[0]!r}: ids are compared as strings "
+                             f"(heads and checkpoints key them by str), so {task_id!r} would share task "
+                             f"{clash[0]!r}'s head; choose an id whose str() is new")
         if self.current is not None:
             raise RuntimeError(f"task {self.current!r} is not frozen yet: call "
                                + (f"prune({self.current!r}) and " if self.stage is Stage.TRAINING else "")

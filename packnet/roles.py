@@ -35,9 +35,16 @@ class Roles:
 
     Args:
         module: the network (not a ``DistributedDataParallel`` wrapper: names are the network's own).
-        prunable: module types whose ``weight`` is prunable.
+        prunable: module types whose ``weight`` is prunable. A ``weight`` with ``requires_grad=False`` (a
+            layer the user froze) is not prunable: it becomes shared, and nothing ever changes it.
         exclude: names of modules (as in ``module.named_modules()``) whose weights must not be pruned; their
             parameters become shared.
+        prunable_params: names of further parameters to prune (as in ``module.named_parameters()``), for
+            tensors not called ``weight`` or modules of other types: ``"lstm.weight_ih_l0"``,
+            ``"attn.in_proj_weight"``.
+
+    A weight tied to another (one tensor registered under two names, e.g. an output layer sharing the
+    embedding matrix) is one tensor with one owner map, named by its first name in ``named_parameters()``.
 
     Raises:
         ValueError: if ``exclude`` names a module the model does not have, or nothing is left to prune.
@@ -54,7 +61,7 @@ class Roles:
     """
 
     def __init__(self, module: nn.Module, prunable: Sequence[type[nn.Module]] = DEFAULT_PRUNABLE,
-                 exclude: Iterable[str] = ()) -> None:
+                 exclude: Iterable[str] = (), prunable_params: Iterable[str] = ()) -> None:
         exclude = set(exclude)
         unknown = exclude - {name for name, _ in module.named_modules()}
         if unknown:
@@ -63,21 +70,44 @@ class Roles:
         self.heads: dict[str, TaskHeads] = {n: m for n, m in module.named_modules()
                                             if isinstance(m, TaskHeads)}
         """Every :class:`~packnet.TaskHeads` of the model, by module name."""
-        self.prunable: list[str] = []
-        """Names of the prunable weight parameters, in model order."""
+        params = dict(module.named_parameters())  # one name per tensor: a tied weight has its first name
+        name_of = {id(p): n for n, p in params.items()}
+        chosen: set[str] = set()
         for name, sub in module.named_modules():
             if name in exclude or self.head_prefix(name + ".") is not None:
                 continue
             weight = getattr(sub, "weight", None)
-            if isinstance(sub, tuple(prunable)) and isinstance(weight, nn.Parameter):
-                self.prunable.append(f"{name}.weight" if name else "weight")
+            if isinstance(sub, tuple(prunable)) and isinstance(weight, nn.Parameter) and weight.requires_grad:
+                chosen.add(name_of[id(weight)])  # tied weights: one tensor, one owner map
+        for name in prunable_params:
+            chosen.add(self._check_prunable_param(name, params))
+        self.prunable: list[str] = [n for n in params if n in chosen]
+        """Names of the prunable weight parameters, in model order (tied weights once, by their first name)."""
         if not self.prunable:
             raise ValueError(
                 "the model has no prunable weights: PackNet prunes the weights of "
-                f"{[t.__name__ for t in prunable]} modules (outside TaskHeads and `exclude`); "
-                "pass prunable=... to choose other module types"
+                f"{[t.__name__ for t in prunable]} modules (outside TaskHeads and `exclude`, and with "
+                "requires_grad=True); pass prunable=... to choose other module types, or prunable_params=[...] "
+                "to name parameters"
             )
         self._prunable_set = set(self.prunable)
+
+    def _check_prunable_param(self, name: str, params: dict[str, nn.Parameter]) -> str:
+        if name not in params:
+            tied = [n for n, _ in self.module.named_parameters(remove_duplicate=False) if n == name]
+            hint = (" (it is tied to another parameter: name the first one)" if tied else
+                    f"; it has e.g. {list(params)[:6]}")
+            raise ValueError(f"prunable_params names {name!r}, which is not a parameter of the model{hint}")
+        p = params[name]
+        if self.head_prefix(name) is not None:
+            raise ValueError(f"prunable_params names {name!r}, which is inside a TaskHeads: heads are never pruned")
+        if not p.is_floating_point() or p.dim() == 0:
+            raise ValueError(f"prunable_params names {name!r} ({p.dtype}, shape {tuple(p.shape)}): only "
+                             "floating-point tensors with at least one dimension can be pruned")
+        if not p.requires_grad:
+            raise ValueError(f"prunable_params names {name!r}, which has requires_grad=False: PackNet could "
+                             "not train it; set requires_grad=True or leave it out")
+        return name
 
     def head_prefix(self, name: str) -> Optional[str]:
         """The name of the :class:`~packnet.TaskHeads` that tensor ``name`` lies in, or ``None``."""

@@ -9,17 +9,56 @@ are summed on the device and read once per epoch.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
-__all__ = ["train_epochs", "evaluate_accuracy", "default_optimizer"]
+__all__ = ["train_epochs", "evaluate_accuracy", "default_optimizer", "loader_length", "unpack_batch"]
 
 Device = Union[str, torch.device]
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 """How a training phase gets its optimizer, called once with the parameters that may learn."""
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+"""How a training phase gets its learning-rate scheduler: called once with the phase's optimizer, e.g.
+``lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=5)``; stepped after every epoch."""
+
+
+def loader_length(loader: Iterable) -> Optional[int]:
+    """The number of batches ``loader`` yields per pass, or ``None`` when it cannot tell.
+
+    A ``DataLoader`` over an ``IterableDataset`` (a streaming dataset) has a ``__len__`` that raises
+    ``TypeError``; generators have none. Both are fine to train on: only the progress bar's total is unknown.
+
+    Examples:
+        >>> loader_length([1, 2, 3]), loader_length(iter([1, 2, 3]))
+        (3, None)
+    """
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except (TypeError, NotImplementedError):
+        return None
+
+
+def unpack_batch(batch: Any) -> tuple[Tensor, Tensor]:
+    """A batch as ``(inputs, targets)``, or a ``TypeError`` saying what a batch must look like.
+
+    Examples:
+        >>> x, y = unpack_batch([torch.zeros(2, 3), torch.zeros(2)])
+        >>> unpack_batch({"image": x})
+        Traceback (most recent call last):
+        ...
+        TypeError: each batch must be a pair (inputs, targets) of tensors, got a dict; wrap the loader, e.g. ((b["image"], b["label"]) for b in loader)
+    """
+    if isinstance(batch, (tuple, list)) and len(batch) == 2 and all(isinstance(t, Tensor) for t in batch):
+        return batch[0], batch[1]
+    if isinstance(batch, (tuple, list)):
+        got = f"a {type(batch).__name__} of {len(batch)} items ({', '.join(type(t).__name__ for t in batch)})"
+    else:
+        got = f"a {type(batch).__name__}"
+    raise TypeError(f"each batch must be a pair (inputs, targets) of tensors, got {got}; wrap the loader, e.g. "
+                    '((b["image"], b["label"]) for b in loader)')
 
 
 def default_optimizer(params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -70,7 +109,8 @@ def train_epochs(model: nn.Module, loader: Iterable, epochs: int, optimizer: tor
                  criterion: Optional[nn.Module] = None, device: Optional[Device] = None,
                  after_backward: Optional[Callable[[], None]] = None,
                  after_step: Optional[Callable[[], None]] = None, amp: bool = False, progress: bool = True,
-                 desc: str = "train", on_step: Optional[Callable[[], None]] = None) -> list[dict[str, float]]:
+                 desc: str = "train", on_step: Optional[Callable[[], None]] = None,
+                 scheduler: Any = None) -> list[dict[str, float]]:
     """Run ``epochs`` passes of minibatch training and return one ``{"epoch", "loss", "accuracy"}`` row each.
 
     Each step: forward, loss, backward, ``after_backward()`` (PackNet: mask gradients), ``optimizer.step()``,
@@ -90,26 +130,30 @@ def train_epochs(model: nn.Module, loader: Iterable, epochs: int, optimizer: tor
         progress: show a ``tqdm`` bar (plain tqdm, so it works in terminals and notebooks alike).
         desc: the bar's label.
         on_step: called after every completed step (e.g. to count steps).
+        scheduler: a learning-rate scheduler of ``optimizer``; ``scheduler.step()`` after every epoch.
 
     Returns:
         Per-epoch mean training loss and accuracy (accuracy 0.0 when outputs are not class logits).
 
     Raises:
         ValueError: if ``loader`` yields no batch.
+        TypeError: if a batch is not a pair ``(inputs, targets)``.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     scaler = torch.amp.GradScaler(device.type) if amp and device.type == "cuda" else None
     history: list[dict[str, float]] = []
-    total = epochs * len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
+    length = loader_length(loader)
+    total = None if length is None else epochs * length
     with tqdm(total=total, desc=desc, disable=not progress, leave=False) as bar:
         for epoch in range(epochs):
             _set_sampler_epoch(loader, epoch)
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.int64)
             seen = 0
-            for x, y in loader:
+            for batch in loader:
+                x, y = unpack_batch(batch)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
@@ -140,6 +184,8 @@ def train_epochs(model: nn.Module, loader: Iterable, epochs: int, optimizer: tor
                 raise ValueError("the training loader yielded no batches: pass a non-empty loader")
             row = {"epoch": epoch + 1, "loss": (loss_sum / seen).item(), "accuracy": (correct / seen).item()}
             history.append(row)
+            if scheduler is not None:
+                scheduler.step()
             bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.3f}")
     return history
 
@@ -163,7 +209,8 @@ def evaluate_accuracy(model: nn.Module, loader: Iterable, device: Optional[Devic
     device = torch.device(device) if device is not None else next(model.parameters()).device
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
-    for x, y in loader:
+    for batch in loader:
+        x, y = unpack_batch(batch)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         correct += (model(x).argmax(1) == y).sum()
         seen += y.shape[0]

@@ -12,7 +12,7 @@ from torch import nn
 
 from helpers import batches, conv_bn_net, learn, snapshot, assert_same_state
 from packnet import DEFAULT_PRUNABLE, PackNet, TaskHeads
-from packnet.lifecycle import TRANSITIONS, Lifecycle, Stage
+from packnet.lifecycle import ABORTABLE, TRANSITIONS, Lifecycle, Stage
 from packnet.roles import Roles
 
 PACKAGE = Path(__file__).resolve().parents[1] / "packnet"
@@ -25,8 +25,9 @@ def test_the_transition_table_is_the_lifecycle_diagram():
         "start": (Stage.IDLE, Stage.TRAINING), "train": (Stage.TRAINING, Stage.TRAINING),
         "abandon": (Stage.TRAINING, Stage.IDLE), "prune": (Stage.TRAINING, Stage.PRUNED),
         "retrain": (Stage.PRUNED, Stage.PRUNED), "recalibrate": (Stage.PRUNED, Stage.PRUNED),
-        "freeze": (Stage.PRUNED, Stage.IDLE),
+        "freeze": (Stage.PRUNED, Stage.IDLE), "abort": (Stage.TRAINING, Stage.IDLE),
     }
+    assert ABORTABLE == (Stage.TRAINING, Stage.PRUNED)  # abort: the one step allowed from two stages
 
 
 def test_a_stage_is_an_enum_member_that_equals_and_prints_as_its_string():
