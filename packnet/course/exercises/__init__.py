@@ -22,7 +22,7 @@ from .checking import EXERCISES  # noqa: F401  (the registry, documented in pack
 from .checking import CheckResult, Exercise, ExerciseFailed, check, exercises_of_chapter, run_check
 
 CHAPTER_MODULES = ("ch01_forgetting", "ch02_free_weights", "ch03_pruning", "ch04_retrain_freeze",
-                   "ch05_inference", "ch06_capacity", "ch07_pipeline")
+                   "ch05_inference", "ch06_capacity", "ch07_pipeline", "ch10_limits")
 """The modules that register each chapter's exercises, in chapter order."""
 
 import importlib as _importlib
