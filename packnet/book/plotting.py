@@ -13,7 +13,8 @@ from torch import Tensor
 
 __all__ = ["plot_accuracy_matrix", "plot_owner_map", "plot_capacity", "owner_colormap",
            "plot_task_weights", "plot_weight_histogram", "plot_frozen_drift",
-           "plot_forgetting", "plot_used_shares", "plot_method_comparison"]
+           "plot_forgetting", "plot_used_shares", "plot_method_comparison", "plot_task_accuracy",
+           "plot_accuracy_vs_share"]
 
 
 def _axes(ax: Any, figsize: tuple[float, float] = (5, 4)) -> Any:
@@ -407,6 +408,91 @@ def plot_method_comparison(values: dict[str, dict[str, float]], ax: Any = None, 
     if ylabel:
         ax.set_ylabel(ylabel)
     ax.legend(frameon=False, fontsize=8, ncol=min(len(methods), 5), loc="upper center", bbox_to_anchor=(0.5, -0.08))
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_task_accuracy(runs: dict[str, Sequence[float]], ax: Any = None, *, level: Optional[float] = None,
+                       floor: Optional[float] = None, title: str = "") -> Any:
+    """Lines of each task's final accuracy (percent) against its place in the sequence, one line per run.
+
+    For a long sequence whose capacity runs out: an optional dashed line marks the accuracy a task must reach
+    to count as learned, an optional dotted one a floor (e.g. what a task with no weight of its own reaches).
+
+    Args:
+        runs: ``{label: final accuracy per task}`` (fractions), tasks in learning order.
+        ax: axes to draw on (a new figure if omitted).
+        level: draw a dashed line at this accuracy (fraction).
+        floor: draw a dotted line at this accuracy (fraction).
+        title: axes title.
+
+    Returns:
+        The axes.
+
+    Examples:
+        >>> import matplotlib; matplotlib.use("Agg")
+        >>> ax = plot_task_accuracy({"fixed": [0.9, 0.8, 0.5], "equal": [0.85, 0.85, 0.8]}, level=0.7)
+        >>> len(ax.get_lines()), all(float(tick).is_integer() for tick in ax.get_xticks())
+        (3, True)
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    ax = _axes(ax, (7, 3.5))
+    for label, accuracy in runs.items():
+        ax.plot(range(len(accuracy)), [100 * a for a in accuracy], "o-", ms=3.5, label=label)
+    if level is not None:
+        ax.axhline(100 * level, color="#7f7f7f", ls="--", lw=1, label=f"learned: {100 * level:g} %")
+    if floor is not None:
+        ax.axhline(100 * floor, color="#7f7f7f", ls=":", lw=1.5, label=f"no weight of its own: {100 * floor:.0f} %")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # tasks are whole numbers: no tick at 2.5
+    ax.set_xlabel("task (learning order)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(frameon=False, fontsize=8, loc="lower left")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_accuracy_vs_share(points: dict[str, tuple[Sequence[float], Sequence[float]]], ax: Any = None, *,
+                           level: Optional[float] = None, title: str = "") -> Any:
+    """Accuracy (percent) against the share of the network a task kept, on a logarithmic share axis.
+
+    Each entry is one set of tasks (a run of a long sequence, or one task trained alone at several shares);
+    tasks that kept no weight at all (share 0) have no place on a log axis and are left out.
+
+    Args:
+        points: ``{label: (shares, accuracies)}`` (fractions); an entry whose label contains ``"alone"`` is
+            drawn as a line (a sweep), the others as markers.
+        ax: axes to draw on (a new figure if omitted).
+        level: draw a dashed line at this accuracy (fraction).
+        title: axes title.
+
+    Returns:
+        The axes.
+
+    Examples:
+        >>> import matplotlib; matplotlib.use("Agg")
+        >>> ax = plot_accuracy_vs_share({"fixed": ([0.25, 0.01, 0.0], [0.9, 0.6, 0.5]),
+        ...                              "one task alone": ([0.25, 0.01], [0.9, 0.4])})
+        >>> [len(line.get_xdata()) for line in ax.get_lines()]
+        [2, 2]
+    """
+    ax = _axes(ax, (6, 3.5))
+    for label, (shares, accuracy) in points.items():
+        kept = [(s, 100 * a) for s, a in zip(shares, accuracy) if s > 0]
+        sweep = "alone" in label
+        style = dict(marker="s", ls="-", color="black", lw=1.2, ms=4) if sweep else dict(marker="o", ls="", ms=5,
+                                                                                        alpha=0.8)
+        ax.plot([s for s, _ in kept], [a for _, a in kept], label=label, **style)
+    if level is not None:
+        ax.axhline(100 * level, color="#7f7f7f", ls="--", lw=1, label=f"learned: {100 * level:g} %")
+    ax.set_xscale("log")
+    ax.set_xlabel("share of the prunable weights the task kept")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
     if title:
         ax.set_title(title)
     return ax
