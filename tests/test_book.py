@@ -283,5 +283,5 @@ def test_exercise_solutions_and_notes_render_collapsed_behind_show_toggles(book_
             assert first_words in " ".join(fold.get_text(" ").split()), (
                 f"{page}: the notes starting {first_words!r} are not inside their toggle")
         notes_checked += len(notes)
-    assert checked == 7, f"expected exercises in chapters 1-7, found them in {checked} chapters"
-    assert notes_checked == 7, f"expected one notes cell in each of chapters 1-7, found {notes_checked}"
+    assert checked == 8, f"expected exercises in chapters 1-7 and 10, found them in {checked} chapters"
+    assert notes_checked == 8, f"expected one notes cell in each of chapters 1-7 and 10, found {notes_checked}"

@@ -12,7 +12,7 @@ tests skip, or fail when ``CI`` is set: CI must really run them). For every page
 * all math is typeset by MathJax, which the book ships in ``_static/mathjax`` (no CDN needed);
 * a chapter's Colab and Binder launch buttons point at that chapter's notebook in the configured repository.
 
-Screenshots of the landing page, of one chapter and of chapters 6 and 8 are saved in ``<build>/_build/html/_screenshots/``
+Screenshots of the landing page, of one chapter and of chapters 6, 8 and 10 are saved in ``<build>/_build/html/_screenshots/``
 (``BOOK_BUILD_DIR=/some/dir`` keeps them; README's screenshot is the landing one).
 """
 
@@ -296,7 +296,8 @@ def test_screenshots_of_the_landing_page_and_a_chapter(driver, site, screenshots
     """Landing page (index.html redirects to it) and one chapter, as PNGs in the build folder."""
     shots = {"landing.png": PAGES[0], "chapter.png": SCREENSHOT_CHAPTER,
              # the pages issue 12 fixed for readers: the capacity planner's static figure, Figures 8.1 / 8.2
-             "chapter_06.png": "book/06_capacity", "chapter_08.png": "book/08_experiments"}
+             "chapter_06.png": "book/06_capacity", "chapter_08.png": "book/08_experiments",
+             "chapter_10.png": "book/10_limits_and_beyond"}  # issue 14: the chapter on PackNet's limits
     for name, page in shots.items():
         if page == PAGES[0]:
             driver.get(site.base)

@@ -36,8 +36,12 @@ def roles(nb: dict) -> list:
 
 
 # ------------------------------------------------------------------------------------------ the book's exercises
-def test_chapters_one_to_seven_each_end_with_two_to_four_exercises_and_a_discussion_question():
-    for chapter in range(1, 8):
+CHAPTERS_WITH_EXERCISES = (1, 2, 3, 4, 5, 6, 7, 10)
+
+
+def test_chapters_with_exercises_each_end_with_two_to_four_exercises_and_a_discussion_question():
+    assert sorted({e.chapter for e in EXERCISES.values()}) == list(CHAPTERS_WITH_EXERCISES)
+    for chapter in CHAPTERS_WITH_EXERCISES:
         paths = list(BOOK.glob(f"{chapter:02d}_*.ipynb"))
         assert len(paths) == 1, paths
         nb = read(paths[0])
