@@ -48,7 +48,37 @@ def batch(tmp_path_factory):
             ("3.2", "solution"): "import os\ndef layer_prune_mask(w, c, r):\n    os._exit(3)\n"}),
         "loops_in_check": _submission(folder, "loops_in_check", {
             ("3.3", "solution"): "def global_prune_masks(w, c, r):\n    while True:\n        pass\n"}),
+        "patches_library": _submission(folder, "patches_library", {("3.2", "solution"): PATCHES_LIBRARY}),
+        "patches_checker": _submission(folder, "patches_checker", {("3.2", "solution"): PATCHES_CHECKER}),
+        "reexports": _submission(folder, "reexports", {
+            ("3.2", "solution"): "from packnet import prune_mask as layer_prune_mask\n"}),
+        "calls_library": _submission(folder, "calls_library", {("3.2", "solution"): CALLS_LIBRARY}),
     }
+
+
+# A wrong answer (None) with the library's reference replaced so that it agrees, in the kernel.
+PATCHES_LIBRARY = """import packnet, packnet.pruning
+def layer_prune_mask(weight, candidates, prune_ratio):
+    return None
+packnet.prune_mask = packnet.pruning.prune_mask = layer_prune_mask
+"""
+# A wrong answer with every check of the registry replaced, and the checker's helpers disarmed, in the kernel
+# (through importlib and a computed name: no import of packnet.course that the grader could see in the cell).
+PATCHES_CHECKER = """import importlib
+checking = importlib.import_module("packnet" + ".course.exercises.checking")
+checking.expect_equal = checking.fail = lambda *args, **kwargs: None
+for key, ex in list(checking.EXERCISES.items()):
+    checking.EXERCISES[key] = type(ex)(**{**vars(ex), "checker": lambda fn: "all good"})
+def layer_prune_mask(weight, candidates, prune_ratio):
+    return None
+"""
+# A def whose body only calls the function it must implement, through a helper.
+CALLS_LIBRARY = """import packnet.pruning as _p
+def _helper(*args):
+    return _p.prune_mask(*args)
+def layer_prune_mask(weight, candidates, prune_ratio):
+    return _helper(weight, candidates, prune_ratio)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +133,8 @@ def test_a_function_that_loops_during_its_check_is_a_timeout_and_the_others_are_
 
 def test_the_submission_time_limit_stops_its_cells_and_the_checks_still_run(tmp_path, capsys):
     slow = _submission(tmp_path, "slow", {("3.3", "solution"): "import time\ntime.sleep(60)\n"})
-    code, [report] = _grade(capsys, "--timeout", "6", slow)
-    assert code == 0 and report["status"] == "timeout" and "time limit (6 s)" in report["reason"]
+    code, [report] = _grade(capsys, "--timeout", "20", slow)
+    assert code == 0 and report["status"] == "timeout" and "time limit (20 s)" in report["reason"]
     assert _by_id(report)["3.1"]["passed"]
 
 
@@ -123,3 +153,28 @@ def test_a_file_that_cannot_be_graded_is_reported_and_the_batch_goes_on(tmp_path
     code, reports = _grade(capsys, broken, good)
     assert code == 2
     assert reports[0]["status"] == "error" and reports[1]["score"] == 1.0
+
+
+def test_a_wrong_answer_with_the_library_patched_in_its_kernel_fails(graded):
+    results = _by_id(graded["patches_library"])
+    assert results["3.2"]["status"] == "failed" and "should be a tensor" in results["3.2"]["message"]
+    assert results["3.1"]["passed"]
+
+
+def test_a_wrong_answer_with_the_checkers_patched_in_its_kernel_fails(graded):
+    results = _by_id(graded["patches_checker"])
+    assert results["3.2"]["status"] == "failed" and "should be a tensor" in results["3.2"]["message"]
+    assert results["3.1"]["passed"] and results["3.3"]["status"] == "failed"  # it calls this 3.2
+
+
+def test_re_exporting_the_library_function_is_reported_as_uses_library_with_no_credit(graded):
+    result = _by_id(graded["reexports"])["3.2"]
+    assert result["status"] == "uses-library" and not result["passed"]
+    assert "packnet.pruning.prune_mask" in result["message"] and "re-exported" in result["message"]
+    assert graded["reexports"]["passed"] == 2
+
+
+def test_a_function_that_only_calls_the_library_function_is_reported_as_uses_library(graded):
+    result = _by_id(graded["calls_library"])["3.2"]
+    assert result["status"] == "uses-library" and "calls `packnet.pruning.prune_mask`" in result["message"]
+    assert _by_id(graded["calls_library"])["3.3"]["passed"]

@@ -54,7 +54,6 @@ END_SOLUTION = "### END SOLUTION"
 META_KEY = "packnet"
 SOLUTION_TAGS = ["hide-input", "exercise-solution"]
 _PROMPTS = {"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
-_GRADE_MARKER = "PACKNET-GRADE-RESULT:"
 _CHAPTER_FILE = re.compile(r"^(\d+)_")
 
 
@@ -263,15 +262,67 @@ def _chapter_of(path: Path, nb: dict[str, Any]) -> Optional[int]:
     return int(ids[0].split(".")[0]) if ids and ids[0] else None
 
 
-# Isolation (issue 13) is not done yet: purging and re-importing packnet here breaks checks that build models
-# from the fresh modules and pass them to functions holding the old ones (7.2's TaskHeads), so the checks still
-# run in the student's kernel on the modules it imported.
-_PURGE_AND_REIMPORT = "import importlib as _importlib\n_packnet_exercises = _importlib.import_module('packnet.course.exercises')\n"
+def _serve_source(request: Path, response: Path) -> str:
+    """The grader's cell in the student's kernel: run one request (:func:`packnet.course.remote.serve`)."""
+    return f'__import__("packnet.course.remote", fromlist=["serve"]).serve({str(request)!r}, {str(response)!r}, globals())'
 
 
-def _check_source(exercise_id: str, marker: str) -> str:
-    return ("import json as _json\n"
-            f"print({marker!r} + _json.dumps(_packnet_exercises.run_check({exercise_id!r}, globals()).to_dict()))")
+def _library_imports(nb: Any, ex: Any) -> list[str]:
+    """What the solution cells of ``ex`` import that the answer must not use: one of ``ex.library`` (``from
+    packnet import prune_mask as layer_prune_mask``) or the grader's own code (``packnet.course``)."""
+    import ast
+
+    leaves = {path.rsplit(".", 1)[-1] for path in ex.library}
+    found = []
+    for cell in nb.cells:
+        if exercise_role(cell) != (ex.id, "solution"):
+            continue
+        try:
+            tree = ast.parse("".join(cell.source))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "packnet":
+                if node.module.startswith("packnet.course"):
+                    found.append(f"`{node.module}`, the grader's own code")
+                found.extend(f"`{node.module}.{a.name}`" for a in node.names if a.name in leaves)
+            elif isinstance(node, ast.Import):
+                found.extend(f"`{a.name}`, the grader's own code" for a in node.names
+                             if a.name.startswith("packnet.course"))
+    return found
+
+
+def _uses_library(ex: Any, what: str) -> dict[str, Any]:
+    return {"id": ex.id, "name": ex.name, "status": "uses-library", "passed": False,
+            "message": f"Exercise {ex.id} (`{ex.name}`): your answer {what}. This exercise asks you to write "
+                       "that function yourself, so calling or re-exporting it earns no credit; the library's "
+                       "other functions are yours to use."}
+
+
+def _grade_exercise(ex: Any, probe: dict[str, Any], nb: Any, execute: Any) -> dict[str, Any]:
+    """Check one exercise with the checker in this process and the student's function behind a proxy
+    (:class:`packnet.course.remote.RemoteFunction`); raises :class:`~packnet.course.remote.KernelLost`."""
+    from .exercises.checking import _evaluate
+    from .remote import RemoteFunction
+
+    info = probe.get(ex.name)
+    if info is None:
+        return {"id": ex.id, "name": ex.name, "status": "missing", "passed": False,
+                "message": f"Exercise {ex.id}: no function `{ex.name}` is defined (was its cell deleted or renamed?)."}
+    if not info["callable"]:
+        return {"id": ex.id, "name": ex.name, "status": "missing", "passed": False,
+                "message": f"Exercise {ex.id}: expected a function `{ex.name}`, got {info['type']}."}
+    if info["module"].split(".")[0] == "packnet":
+        return _uses_library(ex, f"is `{info['module']}.{info['qualname']}` itself, re-exported under the "
+                                 f"name `{ex.name}`")
+    imports = _library_imports(nb, ex)
+    if imports:
+        return _uses_library(ex, "imports " + " and ".join(imports))
+    fn = RemoteFunction(ex.name, execute, list(ex.library))
+    result = _evaluate(ex, fn).to_dict()
+    if fn.library_calls:
+        return _uses_library(ex, "calls " + ", ".join(f"`{name}`" for name in sorted(fn.library_calls)))
+    return result
 
 
 def _limited_client_class():
@@ -337,9 +388,15 @@ def grade_notebook(path: "str | Path", *, exercises_only: bool = False, timeout:
         from nbclient.exceptions import CellTimeoutError, DeadKernelError
     except ImportError as error:  # pragma: no cover - the book/test extras install both
         raise ImportError("grading needs nbclient and ipykernel: pip install nbclient ipykernel") from error
-    import secrets
+    import pickle
+    import shutil
+    import tempfile
     import time
+
+    import torch
+
     from .exercises import exercises_of_chapter
+    from .remote import KernelLost, RemoteError
 
     path = Path(path)
     if not path.is_file():
@@ -352,7 +409,8 @@ def grade_notebook(path: "str | Path", *, exercises_only: bool = False, timeout:
     first_code = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), None)
     replayable = {i for i, c in enumerate(nb.cells) if i == first_code or exercise_role(c)[1] == "solution"}
     plan = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (not exercises_only or i in replayable)]
-    marker = f"{_GRADE_MARKER}{secrets.token_hex(8)}:"
+    exchange = Path(tempfile.mkdtemp(prefix="packnet-grade-"))  # requests to the kernel, its responses
+    request_file, response_file = exchange / "request.pickle", exchange / "response.pt"
     slot = len(nb.cells)  # the grader's own cells run at this index, after the submission's
     nb.cells.append(nbformat.v4.new_code_cell(""))
     report = GradeReport(notebook=str(path))
@@ -373,74 +431,94 @@ def grade_notebook(path: "str | Path", *, exercises_only: bool = False, timeout:
             return "crashed"
         return "ok"
 
-    for _ in range(2 + len(exercises)):  # at most one fresh kernel per failure that can happen
-        client = Client(nb, timeout=int(cell_timeout), kernel_name="python3", allow_errors=True,
-                        shutdown_kernel="immediate", resources={"metadata": {"path": str(path.parent.resolve())}})
-        client.output_limit = output_limit
-        restart = False
-        with client.setup_kernel():
-            for index in (i for i in done if i in replayable):  # what a fresh kernel needs
-                if run(client, nb.cells[index], index, cell_timeout) != "ok":
-                    problems.append(("crashed", f"cell {index} failed when replayed in a fresh kernel"))
-                    position = len(plan)
-                    break
-            while position < len(plan) and not restart:
-                index = plan[position]
-                position += 1
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    problems.append(("timeout", f"the submission's time limit ({timeout:g} s) ran out before "
-                                                f"cell {index}; the cells from there on were not run"))
-                    position = len(plan)
-                    break
-                outcome = run(client, nb.cells[index], index, min(cell_timeout, left))
-                if outcome == "ok":
-                    done.append(index)
-                    continue
-                restart = True
-                if outcome == "crashed":
-                    problems.append(("crashed", f"cell {index} killed its kernel; a fresh kernel ran the rest"))
-                elif left < cell_timeout:
-                    problems.append(("timeout", f"cell {index} was still running when the submission's time limit "
-                                                f"({timeout:g} s) ran out; the cells after it were not run"))
-                    position = len(plan)
-                else:
-                    problems.append(("timeout", f"cell {index} ran longer than the per-cell limit "
-                                                f"({cell_timeout:g} s); a fresh kernel ran the rest"))
-            if client.exceeded_in is not None and not any(s == "output limit" for s, _ in problems):
-                problems.append(("output limit", f"cell {client.exceeded_in} printed more than the "
-                                                 f"{output_limit} bytes of output kept; the rest was dropped"))
-            if restart:
-                continue
-            client.limit_outputs = False
-            setup = nbformat.v4.new_code_cell(_PURGE_AND_REIMPORT)
-            if run(client, setup, slot, check_timeout) != "ok":
-                problems.append(("crashed", "the grader could not re-import packnet in the submission's kernel"))
-                break
-            for ex in exercises:
-                if ex.id in results:
-                    continue
-                cell = nbformat.v4.new_code_cell(_check_source(ex.id, marker))
-                outcome = run(client, cell, slot, check_timeout)
-                if outcome != "ok":
-                    why = ("ran longer than the check's limit" if outcome == "timeout" else "killed the kernel")
-                    results[ex.id] = {"id": ex.id, "name": ex.name, "status": outcome, "passed": False,
-                                      "message": f"Exercise {ex.id} (`{ex.name}`): checking your function {why}"
-                                                 + (f" ({check_timeout:g} s)." if outcome == "timeout" else ".")}
-                    problems.append((outcome, f"the check of exercise {ex.id} {why}"))
+    try:
+        for _ in range(2 + len(exercises)):  # at most one fresh kernel per failure that can happen
+            client = Client(nb, timeout=int(cell_timeout), kernel_name="python3", allow_errors=True,
+                            shutdown_kernel="immediate", resources={"metadata": {"path": str(path.parent.resolve())}})
+            client.output_limit = output_limit
+            restart = False
+            with client.setup_kernel():
+                for index in (i for i in done if i in replayable):  # what a fresh kernel needs
+                    if run(client, nb.cells[index], index, cell_timeout) != "ok":
+                        problems.append(("crashed", f"cell {index} failed when replayed in a fresh kernel"))
+                        position = len(plan)
+                        break
+                while position < len(plan) and not restart:
+                    index = plan[position]
+                    position += 1
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        problems.append(("timeout", f"the submission's time limit ({timeout:g} s) ran out before "
+                                                    f"cell {index}; the cells from there on were not run"))
+                        position = len(plan)
+                        break
+                    outcome = run(client, nb.cells[index], index, min(cell_timeout, left))
+                    if outcome == "ok":
+                        done.append(index)
+                        continue
                     restart = True
+                    if outcome == "crashed":
+                        problems.append(("crashed", f"cell {index} killed its kernel; a fresh kernel ran the rest"))
+                    elif left < cell_timeout:
+                        problems.append(("timeout", f"cell {index} was still running when the submission's time limit "
+                                                    f"({timeout:g} s) ran out; the cells after it were not run"))
+                        position = len(plan)
+                    else:
+                        problems.append(("timeout", f"cell {index} ran longer than the per-cell limit "
+                                                    f"({cell_timeout:g} s); a fresh kernel ran the rest"))
+                if client.exceeded_in is not None and not any(s == "output limit" for s, _ in problems):
+                    problems.append(("output limit", f"cell {client.exceeded_in} printed more than the "
+                                                     f"{output_limit} bytes of output kept; the rest was dropped"))
+                if restart:
+                    continue
+                client.output_bytes = 0  # the checks' own output budget (the student's function may print)
+
+                def execute(request: dict[str, Any], client: Any = client) -> dict[str, Any]:
+                    left = check_deadline - time.monotonic()
+                    if left <= 0:
+                        raise KernelLost("timeout")
+                    request_file.write_bytes(request["bytes"])
+                    response_file.unlink(missing_ok=True)
+                    cell = nbformat.v4.new_code_cell(_serve_source(request_file, response_file))
+                    outcome = run(client, cell, slot, left)
+                    if outcome != "ok":
+                        raise KernelLost(outcome)
+                    if not response_file.is_file():
+                        error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+                        why = f"{error.get('ename')}: {error.get('evalue')}" if error else "no response was written"
+                        raise RemoteError(f"the grader's cell failed in the submission's kernel ({why})")
+                    return torch.load(response_file, weights_only=True)  # data only: nothing in it can run code here
+
+                check_deadline = time.monotonic() + check_timeout
+                try:
+                    names = [ex.name for ex in exercises]
+                    probe = execute({"bytes": pickle.dumps({"op": "probe", "names": names}, protocol=4)})["names"]
+                except (KernelLost, RemoteError) as error:
+                    problems.append(("crashed", f"the grader could not reach the submission's kernel ({error})"))
                     break
-                text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
-                line = next((ln for ln in text.splitlines() if ln.startswith(marker)), None)
-                if line is None:
-                    error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
-                    why = f"{error.get('ename')}: {error.get('evalue')}" if error else "no result was printed"
-                    results[ex.id] = {"id": ex.id, "name": ex.name, "status": "failed", "passed": False,
-                                      "message": f"the grader could not run the check ({why})"}
-                else:
-                    results[ex.id] = json.loads(line[len(marker):])
-        if not restart:
-            break
+                for ex in exercises:
+                    if ex.id in results:
+                        continue
+                    check_deadline = time.monotonic() + check_timeout
+                    try:
+                        results[ex.id] = _grade_exercise(ex, probe, nb, execute)
+                    except KernelLost as lost:
+                        outcome = "timeout" if lost.outcome == "timeout" else "crashed"
+                        why = ("ran longer than the check's limit" if outcome == "timeout" else "killed the kernel")
+                        results[ex.id] = {"id": ex.id, "name": ex.name, "status": outcome, "passed": False,
+                                          "message": f"Exercise {ex.id} (`{ex.name}`): checking your function {why}"
+                                                     + (f" ({check_timeout:g} s)." if outcome == "timeout" else ".")}
+                        problems.append((outcome, f"the check of exercise {ex.id} {why}"))
+                        restart = True
+                        break
+                    except RemoteError as error:
+                        results[ex.id] = {"id": ex.id, "name": ex.name, "status": "failed", "passed": False,
+                                          "message": f"Exercise {ex.id} (`{ex.name}`): the grader could not run the "
+                                                     f"check ({error})."}
+            if not restart:
+                break
+    finally:
+        shutil.rmtree(exchange, ignore_errors=True)
     for ex in exercises:
         results.setdefault(ex.id, {"id": ex.id, "name": ex.name, "status": "not graded", "passed": False,
                                    "message": f"Exercise {ex.id}: not graded (the submission hit its limits)."})

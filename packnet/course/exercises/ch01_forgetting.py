@@ -72,7 +72,9 @@ def _is(got: Any, value: float) -> bool:
         math.isclose(got, value, rel_tol=1e-9, abs_tol=1e-12) or (math.isnan(got) and math.isnan(value)))
 
 
-@exercise("1.1", "average_accuracy", title="average accuracy", reference="packnet.bench.metrics.average_accuracy",
+@exercise("1.1", "average_accuracy",
+          points=1, library=("packnet.bench.metrics.average_accuracy",),
+          title="average accuracy", reference="packnet.bench.metrics.average_accuracy",
           hint="the mean of the last row, R[T-1][0..T-1]: every task's accuracy once all T tasks are learned.")
 def check_average_accuracy(fn: Callable[..., Any]) -> str:
     cases = _cases()
@@ -96,7 +98,9 @@ def check_average_accuracy(fn: Callable[..., Any]) -> str:
     return f"{len(cases)} matrices of 1 to 6 tasks agree with packnet.bench.metrics.average_accuracy"
 
 
-@exercise("1.2", "forgetting", title="forgetting per task", reference="packnet.bench.metrics.forgetting",
+@exercise("1.2", "forgetting",
+          points=2, library=("packnet.bench.metrics.forgetting",),
+          title="forgetting per task", reference="packnet.bench.metrics.forgetting",
           hint="for j < T-1: max(R[i][j] for i in range(j, T-1)) - R[T-1][j], the best accuracy task j had "
                "*before* the end minus its final one; 0.0 for the last task.")
 def check_forgetting(fn: Callable[..., Any]) -> str:
@@ -133,7 +137,9 @@ def check_forgetting(fn: Callable[..., Any]) -> str:
     return f"{len(cases)} matrices of 1 to 6 tasks agree with packnet.bench.metrics.forgetting"
 
 
-@exercise("1.3", "backward_transfer", title="backward transfer", reference="packnet.bench.metrics.backward_transfer",
+@exercise("1.3", "backward_transfer",
+          points=2, library=("packnet.bench.metrics.backward_transfer",),
+          title="backward transfer", reference="packnet.bench.metrics.backward_transfer",
           hint="the mean of R[T-1][j] - R[j][j] over the T-1 tasks before the last (final minus just learned: "
                "negative means forgetting); 0.0 for a single task.")
 def check_backward_transfer(fn: Callable[..., Any]) -> str:

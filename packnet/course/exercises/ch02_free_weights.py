@@ -42,7 +42,9 @@ def _owners_of(owner: Tensor, where: Tensor) -> list[int]:
     return sorted({int(v) for v in owner[where].tolist()})
 
 
-@exercise("2.1", "trainable_mask", title="which weights may change", reference="packnet.trainable_mask",
+@exercise("2.1", "trainable_mask",
+          points=1, library=("packnet.masks.trainable_mask",),
+          title="which weights may change", reference="packnet.trainable_mask",
           hint="before pruning the k-th task trains the free weights (owner == 0); after pruning it re-trains "
                "only the weights it kept (owner == k). Compare the owner map, e.g. owner == 0.")
 def check_trainable_mask(fn: Callable[..., Any]) -> str:
@@ -132,7 +134,9 @@ def _bits_equal(a: Tensor, b: Tensor) -> Tensor:
     return same & (torch.signbit(a) == torch.signbit(b))
 
 
-@exercise("2.2", "mask_gradients_", title="zero the gradients of frozen entries, exactly",
+@exercise("2.2", "mask_gradients_",
+          points=2, library=("packnet.freezing.WeightGuard.mask_gradients",),
+          title="zero the gradients of frozen entries, exactly",
           reference="packnet.WeightGuard.mask_gradients",
           hint="write +0.0 into the frozen entries of each gradient, in place: p.grad.masked_fill_(~mask, 0.0) "
                "(or p.grad[~mask] = 0.0); skip parameters whose .grad is None.")
@@ -261,7 +265,11 @@ def _run(step_fn: Callable[..., Any], seed: int, make: Callable[..., torch.optim
     return params
 
 
-@exercise("2.3", "guarded_step", title="one optimizer step that frozen weights survive, under any optimizer",
+@exercise("2.3", "guarded_step",
+          points=3,
+          library=("packnet.freezing.WeightGuard.mask_gradients",
+                   "packnet.freezing.WeightGuard.restore_frozen"),
+          title="one optimizer step that frozen weights survive, under any optimizer",
           reference="packnet.WeightGuard (mask_gradients, step, restore_frozen)",
           hint="a zero gradient does not stop momentum or weight decay. Copy the parameters before the step, "
                "zero the frozen gradients (your mask_gradients_), call optimizer.step(), then write the copied "

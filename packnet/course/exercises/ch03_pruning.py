@@ -18,7 +18,9 @@ _TRICKY = [(100, 0.29), (100, 0.57), (10, 0.25), (10, 0.35), (1000, 0.001), (3, 
            (1, 0.5), (0, 0.75), (1000, 0.75), (12, 0.875)]
 
 
-@exercise("3.1", "num_to_prune", title="how many weights a ratio prunes", reference="packnet.num_to_prune",
+@exercise("3.1", "num_to_prune",
+          points=1, library=("packnet.pruning.num_to_prune",),
+          title="how many weights a ratio prunes", reference="packnet.num_to_prune",
           hint="round(prune_ratio * n) to the nearest integer with Python's round(); int() truncates "
                "0.29 * 100 = 28.999999999999996 to 28.")
 def check_num_to_prune(fn: Callable[..., Any]) -> str:
@@ -44,7 +46,9 @@ def _layer_case(seed: int) -> tuple[torch.Tensor, torch.Tensor, float, str]:
                                       f"and prune_ratio {ratio} (case {seed})")
 
 
-@exercise("3.2", "layer_prune_mask", title="the per-layer pruning mask", reference="packnet.prune_mask",
+@exercise("3.2", "layer_prune_mask",
+          points=2, library=("packnet.pruning.prune_mask",),
+          title="the per-layer pruning mask", reference="packnet.prune_mask",
           hint="score the candidates by |w| (non-candidates can never be pruned), take the num_to_prune(n, r) "
                "smallest; on equal magnitudes prune the lower flat index first (a stable sort of the scores "
                "does exactly that).")
@@ -68,7 +72,9 @@ def check_layer_prune_mask(fn: Callable[..., Any]) -> str:
     return f"{n_cases} random layers (ties included) agree with packnet.prune_mask"
 
 
-@exercise("3.3", "global_prune_masks", title="one magnitude threshold for every layer",
+@exercise("3.3", "global_prune_masks",
+          points=3, library=("packnet.pruning.global_prune_masks",),
+          title="one magnitude threshold for every layer",
           reference="packnet.global_prune_masks",
           hint="rank the candidates of all layers together by |w| and prune the num_to_prune(N, r) smallest "
                "of all N; on equal magnitudes prune earlier layers first, then lower flat indices.")

@@ -44,7 +44,9 @@ def _claim_case(seed: int) -> tuple[Tensor, Tensor, Tensor, int, str]:
         f"{int(pruned.sum())} pruned (case {seed})")
 
 
-@exercise("4.1", "claim_weights", title="the owner map after pruning", reference="packnet.masks.claim_kept",
+@exercise("4.1", "claim_weights",
+          points=2, library=("packnet.masks.claim_kept",),
+          title="the owner map after pruning", reference="packnet.masks.claim_kept",
           hint="the survivors are candidates & ~pruned; return a new map that holds position there and the old "
                "owner everywhere else: owner.masked_fill(candidates & ~pruned, position) (no trailing _).")
 def check_claim_weights(fn: Callable[..., Any]) -> str:
@@ -105,10 +107,19 @@ class _Scenario:
     description: str
 
 
+def _sgd_momentum(params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=0.1, momentum=0.9)
+
+
+def _adamw(params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=0.01, weight_decay=0.1)
+
+
+# the optimizer factories are module-level functions: the grader pickles them to the student's kernel
 _SCENARIOS = [
-    _Scenario(410, (0, 1, 2), 0.5, 2, 1, lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),
+    _Scenario(410, (0, 1, 2), 0.5, 2, 1, _sgd_momentum,
               "3 tasks, prune_ratio 0.5, epochs=2, retrain_epochs=1, SGD(lr=0.1, momentum=0.9)"),
-    _Scenario(411, (7, 3), [0.75, 0.6], 1, 2, lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1),
+    _Scenario(411, (7, 3), [0.75, 0.6], 1, 2, _adamw,
               "tasks 7 then 3, prune_ratio schedule [0.75, 0.6], epochs=1, retrain_epochs=2, "
               "AdamW(lr=0.01, weight_decay=0.1)"),
 ]
@@ -184,7 +195,9 @@ def _diagnose(sc: _Scenario, index: int, student: PackNet) -> Optional[str]:
     return None
 
 
-@exercise("4.2", "learn_task", title="one task's whole lifecycle",
+@exercise("4.2", "learn_task",
+          points=3, library=(),
+          title="one task's whole lifecycle",
           reference="PackNet.train_task, prune, retrain, freeze (in that order)",
           hint="train on the free weights, prune, re-train the survivors, freeze: pn.train_task(task_id, loader, "
                "epochs, optimizer=optimizer, progress=False); pruned = pn.prune(task_id); pn.retrain(task_id, "

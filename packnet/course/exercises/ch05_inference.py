@@ -27,7 +27,9 @@ def _owner(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
     return torch.randint(0, 7, shape, generator=g).to(torch.uint8)  # free (0) and tasks 1..6
 
 
-@exercise("5.1", "visible_mask", title="the weights a task sees", reference="packnet.visible_mask",
+@exercise("5.1", "visible_mask",
+          points=1, library=("packnet.masks.visible_mask",),
+          title="the weights a task sees", reference="packnet.visible_mask",
           hint="the k-th task learned sees the weights owned by tasks 1..k: `(owner >= 1) & (owner <= k)`. Owner "
                "0 means free (no task's weight), and owners above k were trained after task k was frozen.")
 def check_visible_mask(fn: Callable[..., Any]) -> str:
@@ -200,7 +202,12 @@ def _check_restored(weights: list[torch.Tensor], before: list[torch.Tensor], ins
              f"{why}", case=case)
 
 
-@exercise("5.2", "task_view", title="a task view that zeroes in place and restores bit for bit",
+@exercise("5.2", "task_view",
+          points=3,
+          library=("packnet.masks.apply_visibility_",
+                   "packnet.masks.restore_",
+                   "packnet.packnet.PackNet.task"),
+          title="a task view that zeroes in place and restores bit for bit",
           reference="packnet.masks.apply_visibility_ / restore_ (packnet.PackNet.task)",
           hint="on entry, under torch.no_grad(): keep `w.detach().clone()` of every weight, then zero its hidden "
                "entries in place (`w.masked_fill_(~visible, 0.0)`); `yield`; and in a `finally:` block copy every "

@@ -25,7 +25,9 @@ def _schedule_cases() -> list[tuple[Any, int]]:
     return cases
 
 
-@exercise("6.1", "capacity_schedule", title="the capacity schedule", reference="packnet.capacity_schedule",
+@exercise("6.1", "capacity_schedule",
+          points=1, library=("packnet.capacity.capacity_schedule",),
+          title="the capacity schedule", reference="packnet.capacity_schedule",
           hint="start with available = 1.0; for each task t (from 0) with ratio r_t: used = available * (1 - r_t), "
                "append {'task': t, 'available': available, 'used': used}, then available -= used. A list "
                "prune_ratio gives one r_t per task; a number is the same r for every task.")
@@ -56,7 +58,9 @@ def check_capacity_schedule(fn: Callable[..., Any]) -> str:
     return f"{len(cases)} schedules (fixed ratios and per-task lists) agree with packnet.capacity_schedule"
 
 
-@exercise("6.2", "equal_share_schedule", title="prune ratios for equal shares",
+@exercise("6.2", "equal_share_schedule",
+          points=2, library=("packnet.capacity.equal_share_schedule",),
+          title="prune ratios for equal shares",
           reference="packnet.equal_share_schedule",
           hint="task t finds (N - t)/N of the network free and must keep 1/N of the whole, i.e. the fraction "
                "1/(N - t) of what it finds: it prunes r_t = 1 - 1/(N - t). The last task (t = N - 1) prunes 0.")
@@ -118,7 +122,9 @@ def _fit_cases() -> list[tuple[float, float]]:
     return cases
 
 
-@exercise("6.3", "tasks_that_fit", title="how many tasks keep a minimum share", reference="packnet.tasks_that_fit",
+@exercise("6.3", "tasks_that_fit",
+          points=2, library=("packnet.capacity.tasks_that_fit",),
+          title="how many tasks keep a minimum share", reference="packnet.tasks_that_fit",
           hint="walk the schedule: available = 1.0; while available * (1 - r) >= min_share, count the task and "
                "subtract its share from available. Those are the shares capacity_schedule computes, bit for bit, "
                "so a share equal to min_share is never mistaken for a smaller one.")

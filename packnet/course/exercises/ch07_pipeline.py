@@ -154,7 +154,9 @@ def _predictions(pn: PackNet, task_id: int, loader: Batches) -> list[tuple[torch
         return [(pn.module(x).argmax(1), y) for x, y in loader]
 
 
-@exercise("7.1", "evaluate_task", title="the accuracy of one learned task", reference="packnet.PackNet.evaluate",
+@exercise("7.1", "evaluate_task",
+          points=2, library=("packnet.packnet.PackNet.evaluate", "packnet.training.evaluate_accuracy"),
+          title="the accuracy of one learned task", reference="packnet.PackNet.evaluate",
           hint="inside `with torch.no_grad(), pn.task(task_id):` run pn.module(x) on every batch, count "
                "(logits.argmax(1) == y) as an int, and return correct / total.")
 def check_evaluate_task(fn: Callable[..., Any]) -> str:
@@ -262,7 +264,9 @@ def _check_learn_tasks_case(fn: Callable[..., Any], seed: int, ids: list[int], s
                  f"run_packnet's; {why}", case=case)
 
 
-@exercise("7.2", "learn_tasks", title="the whole PackNet loop and its accuracy matrix",
+@exercise("7.2", "learn_tasks",
+          points=3, library=("packnet.bench.experiment.run_packnet",),
+          title="the whole PackNet loop and its accuracy matrix",
           reference="packnet.bench.experiment.run_packnet",
           hint="per task i: train_loader = task.loaders(batch_size, seed=seed + i)[0]; train_task, prune, retrain "
                "(same loader), freeze, all with task.task_id; then fill R[i][0..i] with evaluate_task on "

@@ -60,7 +60,11 @@ class Exercise:
         title: a few words for reports.
         reference: the library function the answer must agree with (shown in messages).
         checker: ``checker(student_fn) -> str``, raising :class:`ExerciseFailed`.
-        hint: shown with every failure.
+        hint: shown with every failure: a hint about the concept, never the solution's code.
+        points: what the exercise is worth in a gradebook (the book gives one point per star: ★☆☆ is 1).
+        library: dotted paths of the library callables the answer must not call or re-export
+            (``"packnet.pruning.prune_mask"``): the grader reports a submission that uses one as
+            ``"uses-library"``, with no credit.
     """
 
     id: str
@@ -69,6 +73,8 @@ class Exercise:
     reference: str
     checker: Checker = field(repr=False)
     hint: str = ""
+    points: int = 1
+    library: tuple[str, ...] = ()
 
     @property
     def chapter(self) -> int:
@@ -94,8 +100,10 @@ EXERCISES: dict[str, Exercise] = {}
 """Every registered exercise by id (``"3.2"``), in registration order."""
 
 
-def exercise(id: str, name: str, *, title: str, reference: str, hint: str = "") -> Callable[[Checker], Checker]:
-    """Register ``checker`` as the check of exercise ``id`` (a decorator).
+def exercise(id: str, name: str, *, title: str, reference: str, hint: str = "", points: int = 1,
+             library: tuple[str, ...] = ()) -> Callable[[Checker], Checker]:
+    """Register ``checker`` as the check of exercise ``id`` (a decorator); ``points`` and ``library`` are the
+    :class:`Exercise` attributes of the same names.
 
     Examples:
         >>> @exercise("0.1", "double", title="doubling", reference="2 * x")
@@ -109,10 +117,16 @@ def exercise(id: str, name: str, *, title: str, reference: str, hint: str = "") 
     """
     if id in EXERCISES:
         raise ValueError(f"exercise {id!r} is registered twice")
+    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
+        raise ValueError(f"exercise {id!r}: points must be a positive int, got {points!r}")
+    if isinstance(library, str):
+        raise TypeError(f"exercise {id!r}: library must be a tuple of dotted paths, got the string {library!r}: "
+                        f"write library=({library!r},)")
 
     def register(checker: Checker) -> Checker:
         EXERCISES[id] = Exercise(id=id, name=name, title=title, reference=reference,
-                                 checker=no_global_rng_change(checker), hint=hint)
+                                 checker=no_global_rng_change(checker), hint=hint, points=points,
+                                 library=tuple(library))
         return checker
     return register
 
