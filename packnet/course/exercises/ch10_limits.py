@@ -32,7 +32,9 @@ def _visible_cases() -> list[tuple[Any, int]]:
     return cases
 
 
-@exercise("10.1", "visible_shares", title="how much of the network each task sees",
+@exercise("10.1", "visible_shares",
+          points=1, library=("packnet.bench.capacity_sequence.visible_shares",),
+          title="how much of the network each task sees",
           reference="packnet.bench.capacity_sequence.visible_shares",
           hint="task t computes with its own weights and every earlier task's: add up the 'used' shares of "
                "capacity_schedule(prune_ratio, n_tasks) from task 0 to task t (a running sum), one per task.")
@@ -100,7 +102,9 @@ def _logit_cases() -> list[tuple[Tensor, str]]:
     return cases
 
 
-@exercise("10.2", "confidence_task", title="the task whose head is most confident",
+@exercise("10.2", "confidence_task",
+          points=2,
+          title="the task whose head is most confident",
           reference="the confidence baseline (max softmax probability over the heads)",
           hint="softmax over the classes (the last dimension), the largest probability per head and sample "
                "(.amax(dim=-1), shape (tasks, samples)), then argmax over the heads (dim=0).")
