@@ -29,7 +29,8 @@ def plot_accuracy_matrix(R: Sequence[Sequence[float]], ax: Any = None, *, title:
                          task_names: Optional[Sequence[str]] = None, cmap: str = "viridis") -> Any:
     """Heatmap of an accuracy matrix: row ``i`` = after learning task ``i``, column ``j`` = tested on task ``j``.
 
-    Cells above the diagonal (tasks not learned yet) are left blank; each cell is annotated in percent.
+    Cells above the diagonal (tasks not learned yet) are left blank; each cell is annotated in percent with
+    one decimal, the rounding of the book's tables (the font shrinks for more than 6 tasks).
 
     Args:
         R: the accuracy matrix (fractions, ``nan`` for not evaluated).
@@ -47,11 +48,12 @@ def plot_accuracy_matrix(R: Sequence[Sequence[float]], ax: Any = None, *, title:
     data = np.array(R, dtype=float) * 100
     names = list(task_names) if task_names is not None else [f"T{j}" for j in range(len(R))]
     im = ax.imshow(np.ma.masked_invalid(data), vmin=0, vmax=100, cmap=cmap)
+    fontsize = 8 if data.shape[1] <= 6 else 6
     for i in range(data.shape[0]):
         for j in range(data.shape[1]):
             if not math.isnan(data[i, j]):
-                ax.text(j, i, f"{data[i, j]:.0f}", ha="center", va="center",
-                        color="white" if data[i, j] < 60 else "black", fontsize=9)
+                ax.text(j, i, f"{data[i, j]:.1f}", ha="center", va="center",
+                        color="white" if data[i, j] < 60 else "black", fontsize=fontsize)
     ax.set_xticks(range(len(names)), names)
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("tested on task")
