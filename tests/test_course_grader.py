@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from book_build import ROOT
-from packnet.course.coursework import exercise_role, main
+from packnet.course.coursework import exercise_role, main, student_id
 
 BOOK = ROOT / "book"
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # the kernels inherit it: faster on a shared 2-core machine
@@ -178,3 +178,32 @@ def test_a_function_that_only_calls_the_library_function_is_reported_as_uses_lib
     result = _by_id(graded["calls_library"])["3.2"]
     assert result["status"] == "uses-library" and "calls `packnet.pruning.prune_mask`" in result["message"]
     assert _by_id(graded["calls_library"])["3.3"]["passed"]
+
+
+def test_the_csv_gradebook_has_one_row_per_submission_with_points_per_exercise(tmp_path, capsys):
+    good = _submission(tmp_path, "good", {})
+    half = _submission(tmp_path, "half", {("3.3", "solution"): "global_prune_masks = None\n"})
+    gradebook = tmp_path / "grades.csv"
+    code, reports = _grade(capsys, "--csv", gradebook, "--id-pattern", r"/(?P<id>good|half)/", good, half)
+    assert code == 0 and [r["student"] for r in reports] == ["good", "half"]
+    assert [(r["points"], r["max_points"]) for r in reports] == [(6, 6), (3, 6)]
+    rows = gradebook.read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "student,notebook,status,3.1,3.2,3.3,points,max_points,percent"
+    assert rows[1].startswith("good,") and rows[1].endswith(",ok,1,2,3,6,6,100.0")
+    assert rows[2].startswith("half,") and rows[2].endswith(",ok,1,2,0,3,6,50.0")
+
+
+def test_student_ids_come_from_the_pattern_or_the_file_and_folder_names():
+    assert student_id("subs/alice/03_pruning.ipynb") == "alice"
+    assert student_id("subs/bob_hw3.ipynb") == "bob_hw3"
+    assert student_id("subs/bob_hw3.ipynb", r"(\w+?)_hw") == "bob"
+    assert student_id("s/u123-03.ipynb", r"u(?P<id>\d+)") == "123"
+    with pytest.raises(ValueError, match="does not match the submission"):
+        student_id("subs/carol.ipynb", r"u\d+")
+    with pytest.raises(ValueError, match="not a regular expression"):
+        student_id("subs/carol.ipynb", r"(")
+
+
+def test_a_bad_id_pattern_stops_before_grading_with_exit_2(tmp_path, capsys):
+    assert main(["grade", "--id-pattern", "u(\\d+)", str(tmp_path / "alice.ipynb")]) == 2
+    assert "does not match" in capsys.readouterr().err

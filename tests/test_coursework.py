@@ -195,8 +195,8 @@ def test_the_grader_uses_the_official_check_not_the_students_check_cell(tmp_path
     by_id = {r["id"]: r for r in report.results}
     assert by_id["3.3"]["status"] == "failed" and "Exercise 3.3" in by_id["3.3"]["message"]
     assert by_id["3.1"]["passed"] and by_id["3.2"]["passed"]
-    assert report.score == pytest.approx(2 / 3)
-    assert "FAILED" in report.format() and "score: 2/3 = 67 %" in report.format()
+    assert report.score == pytest.approx(3 / 6)  # 3.1 (1 point) and 3.2 (2) of 1 + 2 + 3
+    assert "FAILED" in report.format() and "score: 3/6 points = 50 % (2 of 3 exercises)" in report.format()
 
 
 def test_a_deleted_solution_is_missing_and_a_crashing_one_is_reported_with_its_line(tmp_path):
@@ -241,3 +241,10 @@ def test_the_instructors_page_lists_every_exercise_in_order_and_is_in_the_toc():
     assert all(int(notebook[:2]) == int(i.split(".")[0]) for i, notebook, _ in rows)
     assert "python -m packnet.coursework student" in page and "python -m packnet.coursework grade" in page
     assert "file: book/instructors\n" in (ROOT / "_toc.yml").read_text(encoding="utf-8")
+
+
+def test_the_student_edition_is_written_from_any_folder(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "packnet.coursework", "student", str(tmp_path / "out"),
+                             "03_pruning.ipynb"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "out" / "03_pruning.ipynb").is_file()

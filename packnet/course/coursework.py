@@ -44,6 +44,9 @@ __all__ = [
     "GradeReport",
     "grade_notebook",
     "grade_submissions",
+    "student_id",
+    "write_gradebook",
+    "default_source",
     "main",
 ]
 
@@ -177,19 +180,26 @@ def _write(nb: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def write_student_edition(out_dir: "str | Path", source: "str | Path" = "book",
+def default_source() -> Path:
+    """The book's ``book/`` folder next to this package (a clone or an editable install), whatever the current
+    folder; ``./book`` when the package was installed without the book."""
+    here = Path(__file__).resolve().parents[2] / "book"
+    return here if here.is_dir() else Path("book")
+
+
+def write_student_edition(out_dir: "str | Path", source: "str | Path | None" = None,
                           notebooks: Optional[Sequence[str]] = None) -> list[Path]:
     """Write the student edition of every chapter notebook with exercises in ``source`` to ``out_dir``.
 
     Args:
         out_dir: the folder to write (created if needed; existing notebooks of the same names are replaced).
-        source: the folder of source notebooks (the book's ``book/``).
+        source: the folder of source notebooks (default: :func:`default_source`, the book's ``book/``).
         notebooks: file names to convert (default: every ``NN_*.ipynb`` that has exercises).
 
     Returns:
         The paths written.
     """
-    source, out_dir = Path(source), Path(out_dir)
+    source, out_dir = Path(source) if source is not None else default_source(), Path(out_dir)
     if not source.is_dir():
         raise FileNotFoundError(f"no folder {str(source)!r} of source notebooks: pass --source path/to/book")
     paths = [source / n for n in notebooks] if notebooks else _chapter_notebooks(source)
@@ -226,31 +236,43 @@ class GradeReport:
     errors: list[dict[str, Any]] = field(default_factory=list)
     status: str = "ok"
     reason: str = ""
+    student: str = ""
 
     @property
     def passed(self) -> int:
         return sum(r["passed"] for r in self.results)
 
     @property
+    def points(self) -> int:
+        """Points earned: each passed exercise's ``points`` (the registry's)."""
+        return sum(r.get("points", 1) for r in self.results if r["passed"])
+
+    @property
+    def max_points(self) -> int:
+        return sum(r.get("points", 1) for r in self.results)
+
+    @property
     def score(self) -> float:
-        """Fraction of the chapter's exercises passed (0.0 … 1.0)."""
-        return self.passed / len(self.results) if self.results else 0.0
+        """Fraction of the chapter's points earned (0.0 … 1.0)."""
+        return self.points / self.max_points if self.max_points else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"notebook": self.notebook, "status": self.status, "reason": self.reason, "score": self.score,
-                "passed": self.passed, "total": len(self.results), "results": self.results, "errors": self.errors}
+        return {"student": self.student, "notebook": self.notebook, "status": self.status, "reason": self.reason,
+                "score": self.score, "points": self.points, "max_points": self.max_points, "passed": self.passed,
+                "total": len(self.results), "results": self.results, "errors": self.errors}
 
     def format(self) -> str:
         """A plain-text report: one line per exercise, then the score."""
-        lines = [f"{self.notebook}"]
+        lines = [f"{self.notebook}" + (f" ({self.student})" if self.student else "")]
         if self.status != "ok":
             lines.append(f"  {self.status.upper()}: {self.reason}")
         for r in self.results:
             mark = "PASS" if r["passed"] else r["status"].upper()
-            lines.append(f"  {r['id']:<6}{r['name']:<28}{mark}")
+            lines.append(f"  {r['id']:<6}{r['name']:<28}{mark:<14}{r['points'] if r['passed'] else 0}/{r['points']}")
             if not r["passed"]:
                 lines.extend("        " + line for line in r["message"].splitlines())
-        lines.append(f"  score: {self.passed}/{len(self.results)} = {100 * self.score:.0f} %")
+        lines.append(f"  score: {self.points}/{self.max_points} points = {100 * self.score:.0f} % "
+                     f"({self.passed} of {len(self.results)} exercises)")
         return "\n".join(lines)
 
 
@@ -522,7 +544,7 @@ def grade_notebook(path: "str | Path", *, exercises_only: bool = False, timeout:
     for ex in exercises:
         results.setdefault(ex.id, {"id": ex.id, "name": ex.name, "status": "not graded", "passed": False,
                                    "message": f"Exercise {ex.id}: not graded (the submission hit its limits)."})
-    report.results = [results[ex.id] for ex in exercises]
+    report.results = [{**results[ex.id], "points": ex.points} for ex in exercises]
     for index in sorted(set(plan)):
         cell = nb.cells[index]
         for output in cell.get("outputs", []):
@@ -577,6 +599,61 @@ def grade_submissions(submissions: Sequence["str | Path"], *, jobs: int = 1, pro
     return [r for r in reports if r is not None]
 
 
+# ------------------------------------------------------------------------------------------ gradebook
+def student_id(path: "str | Path", pattern: Optional[str] = None) -> str:
+    """The student id of a submission's ``path``.
+
+    With ``pattern`` (a regular expression searched in the path, with ``/`` separators): its group ``id``, else
+    its first group, else the whole match. Without: the file name without ``.ipynb``, or the name of the folder
+    it is in when the file is named like a chapter (``alice/03_pruning.ipynb`` → ``alice``, the layout of
+    nbgrader's ``submitted/`` and of GitHub Classroom).
+
+    Examples:
+        >>> student_id("hw3/alice_03_pruning.ipynb", r"(?P<id>[a-z]+)_\\d+")
+        'alice'
+        >>> student_id("submitted/bob/ch3/03_pruning.ipynb"), student_id("carol.ipynb")
+        ('ch3', 'carol')
+
+    Raises:
+        ValueError: ``pattern`` is not a regular expression, or does not match ``path``.
+    """
+    path = Path(path)
+    if pattern is None:
+        return path.parent.name if _CHAPTER_FILE.match(path.name) and path.parent.name else path.stem
+    try:
+        regex = re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"--id-pattern {pattern!r} is not a regular expression ({error})") from None
+    match = regex.search(path.as_posix())
+    if match is None:
+        raise ValueError(f"--id-pattern {pattern!r} does not match the submission {path.as_posix()!r}: change the "
+                         "pattern (it is searched in the whole path) or rename the file")
+    if "id" in regex.groupindex:
+        return match.group("id")
+    return match.group(1) if regex.groups else match.group(0)
+
+
+def write_gradebook(reports: Sequence[GradeReport], path: "str | Path") -> Path:
+    """Write a CSV gradebook: one row per report (``student``, ``notebook``, ``status``, the points earned in each
+    exercise, ``points``, ``max_points``, ``percent``); exercises in id order, empty where a row's notebook does
+    not have that exercise."""
+    import csv
+
+    def key(exercise_id: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in exercise_id.split("."))
+
+    ids = sorted({r["id"] for report in reports for r in report.results}, key=key)
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "notebook", "status", *ids, "points", "max_points", "percent"])
+        for report in reports:
+            earned = {r["id"]: r["points"] if r["passed"] else 0 for r in report.results}
+            writer.writerow([report.student, report.notebook, report.status, *(earned.get(i, "") for i in ids),
+                             report.points, report.max_points, f"{100 * report.score:.1f}"])
+    return path
+
+
 # ------------------------------------------------------------------------------------------ command line
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -585,7 +662,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     student = sub.add_parser("student", help="write the student edition (stubs, no solutions) to OUT_DIR")
     student.add_argument("out_dir", help="folder to write the student notebooks to")
-    student.add_argument("--source", default="book", help="folder of the source notebooks (default: book)")
+    student.add_argument("--source", default=None,
+                         help="folder of the source notebooks (default: the book/ folder of this repository)")
     student.add_argument("notebooks", nargs="*", help="only these notebook file names (default: all chapters)")
     grade = sub.add_parser("grade", help="run submitted notebooks and score their exercises")
     grade.add_argument("submissions", nargs="+", help="the .ipynb files to grade")
@@ -603,6 +681,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="exit with status 1 if any submission scores below PCT %% (default: exit 0 whatever "
                             "the scores, as long as every submission could be graded)")
     grade.add_argument("--json", action="store_true", help="print one JSON object per line instead of a report")
+    grade.add_argument("--csv", metavar="FILE", default=None,
+                       help="write a gradebook: one row per submission, one column of points per exercise, total")
+    grade.add_argument("--id-pattern", metavar="REGEX", default=None,
+                       help="regular expression searched in each submission's path for the student id: its group "
+                            "'id', else its first group, else the whole match (default: the file name without "
+                            ".ipynb, or the folder's name when the file is named like a chapter, NN_*.ipynb)")
     return parser
 
 
@@ -619,9 +703,18 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
             print(path)
         print(f"wrote the student edition of {len(written)} notebooks to {args.out_dir}", file=sys.stderr)
         return 0
+    try:
+        ids = [student_id(submission, args.id_pattern) for submission in args.submissions]
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     options = {"exercises_only": args.exercises_only, "timeout": args.timeout, "cell_timeout": args.cell_timeout,
                "check_timeout": args.check_timeout, "output_limit": args.output_limit}
     reports = grade_submissions(args.submissions, jobs=args.jobs, **options)
+    for report, student in zip(reports, ids):
+        report.student = student
+    if args.csv:
+        write_gradebook(reports, args.csv)
     for report in reports:
         print(json.dumps(report.to_dict()) if args.json else report.format(), flush=True)
     if any(r.status == "error" for r in reports):
