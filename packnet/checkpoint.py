@@ -10,9 +10,9 @@ A checkpoint is a plain ``dict`` of tensors, strings, numbers, lists and ``None`
   its stage as a string);
 * ``"shared_policy"`` and ``"shared_snapshots"``: under ``"per_task"``, each frozen task's copy of the shared
   tensors;
-* ``"config"`` (since 0.2): what decides the algorithm's outcome — ``prune_ratio``, ``pruning``,
+* ``"config"``: what decides the algorithm's outcome — ``prune_ratio``, ``pruning``,
   ``prunable``, ``shared_policy``;
-* ``"start_state"`` (since 0.2): for a task in progress, the tensors it may change as they were when it
+* ``"start_state"``: for a task in progress, the tensors it may change as they were when it
   started, so :meth:`~packnet.PackNet.abort_task` works after a resume;
 * ``"task_inference"`` (optional): what :mod:`packnet.task_inference` recorded.
 
