@@ -454,9 +454,9 @@ class PackNet:
     def _abort(self, task_id: TaskId, action: str) -> None:
         self.lifecycle.check(action, task_id)
         if action == "abort" and not self._start_state:
-            warnings.warn(f"task {task_id!r} has no start state (it was resumed from a checkpoint written before start "
-                          "states were stored): its weights are freed, but its head and the shared tensors it trained keep "
-                          "their trained values", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"task {task_id!r} has no start state (it was resumed from a checkpoint written "
+                          "before start states were stored): its weights are freed, but its head and the shared "
+                          "tensors it trained keep their trained values", RuntimeWarning, stacklevel=3)
         tensors = {**dict(self.module.named_parameters()), **dict(self.module.named_buffers())}
         for n, saved in self._start_state.items():
             tensors[n].copy_(saved)
