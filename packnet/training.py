@@ -46,10 +46,10 @@ def unpack_batch(batch: Any) -> tuple[Tensor, Tensor]:
 
     Examples:
         >>> x, y = unpack_batch([torch.zeros(2, 3), torch.zeros(2)])
-        >>> unpack_batch({"image": x})
+        >>> unpack_batch({"image": x})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        TypeError: each batch must be a pair (inputs, targets) of tensors, got a dict; wrap the loader, e.g. ((b["image"], b["label"]) for b in loader)
+        TypeError: each batch must be a pair (inputs, targets) of tensors, got a dict; wrap the loader, ...
     """
     if isinstance(batch, (tuple, list)) and len(batch) == 2 and all(isinstance(t, Tensor) for t in batch):
         return batch[0], batch[1]
