@@ -141,11 +141,28 @@ def stub_source(source: str, exercise_id: str) -> str:
     return "\n".join(out)
 
 
+# The sentence of the book's exercise introductions that points at the solutions shown in the online book.
+_SOLUTIONS_ONLINE = re.compile(r"\s*\(in the online book, the solution is\s+collapsed under each exercise:"
+                               r"\s+try first, then compare\)")
+_HEADING = re.compile(r"^(### Exercise (\d+\.\d+) [★☆]+)", flags=re.M)
+
+
+def _student_text(text: str) -> str:
+    """An exercise text for students: no pointer to the published solutions, the points after the stars."""
+    from .exercises import EXERCISES
+
+    def points(match: "re.Match[str]") -> str:
+        ex = EXERCISES.get(match.group(2))
+        return match.group(1) + (f" ({ex.points} point{'s' if ex.points != 1 else ''})" if ex else "")
+    return _HEADING.sub(points, _SOLUTIONS_ONLINE.sub("", text))
+
+
 def student_notebook(notebook: dict[str, Any]) -> dict[str, Any]:
     """The student edition of one source notebook (a new dict; ``notebook`` is not modified).
 
     Solution regions become stubs, solution and check cells lose their outputs (and the solution cells their
-    "hide" toggle, so students see the stub), notes cells are dropped; every other cell is kept as it is.
+    "hide" toggle, so students see the stub), notes cells are dropped; exercise headings show their points and
+    the text no longer points at the solutions in the online book; every other cell is kept as it is.
     """
     nb = copy.deepcopy(notebook)
     cells = []
@@ -153,6 +170,9 @@ def student_notebook(notebook: dict[str, Any]) -> dict[str, Any]:
         exercise_id, role = exercise_role(cell)
         if role == "notes":
             continue
+        text = "".join(cell.get("source") or "")
+        if cell.get("cell_type") == "markdown" and _student_text(text) != text:
+            cell["source"] = _source(_student_text(text))
         if role == "solution":
             stub = stub_source("".join(cell["source"]), exercise_id or "?")
             cell["source"] = _source(stub)

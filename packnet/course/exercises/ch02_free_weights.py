@@ -138,8 +138,9 @@ def _bits_equal(a: Tensor, b: Tensor) -> Tensor:
           points=2, library=("packnet.freezing.WeightGuard.mask_gradients",),
           title="zero the gradients of frozen entries, exactly",
           reference="packnet.WeightGuard.mask_gradients",
-          hint="write +0.0 into the frozen entries of each gradient, in place: p.grad.masked_fill_(~mask, 0.0) "
-               "(or p.grad[~mask] = 0.0); skip parameters whose .grad is None.")
+          hint="a frozen entry's gradient must become exactly +0.0, in place (p.grad stays the same "
+               "tensor). Multiplying by the mask does not give +0.0 for a NaN, an inf or a negative "
+               "gradient; a parameter without a gradient is left alone.")
 def check_mask_gradients(fn: Callable[..., Any]) -> str:
     n_cases = 30
     for seed in range(n_cases):
@@ -271,10 +272,9 @@ def _run(step_fn: Callable[..., Any], seed: int, make: Callable[..., torch.optim
                    "packnet.freezing.WeightGuard.restore_frozen"),
           title="one optimizer step that frozen weights survive, under any optimizer",
           reference="packnet.WeightGuard (mask_gradients, step, restore_frozen)",
-          hint="a zero gradient does not stop momentum or weight decay. Copy the parameters before the step, "
-               "zero the frozen gradients (your mask_gradients_), call optimizer.step(), then write the copied "
-               "values back where the mask is False (e.g. p.copy_(torch.where(mask, p, old)) under "
-               "torch.no_grad()).")
+          hint="a zero gradient does not stop momentum or weight decay from moving a weight: a step that "
+               "frozen weights survive puts their exact old values back once the optimizer has stepped, and "
+               "leaves the trainable entries exactly as the optimizer's one step left them.")
 def check_guarded_step(fn: Callable[..., Any]) -> str:
     for j, (name, make, warmup) in enumerate(_OPTIMIZERS):
         seed = 240 + j

@@ -21,8 +21,9 @@ _TRICKY = [(100, 0.29), (100, 0.57), (10, 0.25), (10, 0.35), (1000, 0.001), (3, 
 @exercise("3.1", "num_to_prune",
           points=1, library=("packnet.pruning.num_to_prune",),
           title="how many weights a ratio prunes", reference="packnet.num_to_prune",
-          hint="round(prune_ratio * n) to the nearest integer with Python's round(); int() truncates "
-               "0.29 * 100 = 28.999999999999996 to 28.")
+          hint="the count is prune_ratio * n rounded to the *nearest* integer. In floating point a product such "
+               "as 0.29 * 100 lands just below a whole number (28.999999999999996): converting to an int "
+               "drops the fraction and loses one weight, and rounding up gains one.")
 def check_num_to_prune(fn: Callable[..., Any]) -> str:
     rng = py_random(31)
     cases = _TRICKY + [(rng.randrange(0, 5000), round(rng.random() * 0.99, 3)) for _ in range(60)]

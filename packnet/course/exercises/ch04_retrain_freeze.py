@@ -199,9 +199,9 @@ def _diagnose(sc: _Scenario, index: int, student: PackNet) -> Optional[str]:
           points=3, library=(),
           title="one task's whole lifecycle",
           reference="PackNet.train_task, prune, retrain, freeze (in that order)",
-          hint="train on the free weights, prune, re-train the survivors, freeze: pn.train_task(task_id, loader, "
-               "epochs, optimizer=optimizer, progress=False); pruned = pn.prune(task_id); pn.retrain(task_id, "
-               "loader, retrain_epochs, optimizer=optimizer, progress=False); pn.freeze(task_id); return pruned.")
+          hint="one task's lifecycle is PackNet's four steps in the paper's order (train the free weights, "
+               "prune, re-train the survivors, freeze), each given the exercise's epochs and optimizer "
+               "factory; the answer is what pruning reports.")
 def check_learn_task(fn: Callable[..., Any]) -> str:
     n_tasks = 0
     for sc in _SCENARIOS:

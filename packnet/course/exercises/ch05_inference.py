@@ -30,8 +30,9 @@ def _owner(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
 @exercise("5.1", "visible_mask",
           points=1, library=("packnet.masks.visible_mask",),
           title="the weights a task sees", reference="packnet.visible_mask",
-          hint="the k-th task learned sees the weights owned by tasks 1..k: `(owner >= 1) & (owner <= k)`. Owner "
-               "0 means free (no task's weight), and owners above k were trained after task k was frozen.")
+          hint="the k-th task learned sees exactly the weights of the tasks learned up to it, itself included. "
+               "Owner 0 means free (no task's weight: pruned, or never used), and owners above k were trained "
+               "after task k was frozen.")
 def check_visible_mask(fn: Callable[..., Any]) -> str:
     n_cases = 40
     for seed in range(n_cases):
@@ -54,7 +55,7 @@ def check_visible_mask(fn: Callable[..., Any]) -> str:
             if bool((got & free).any()):
                 fail("free weights (owner 0) are visible: a free weight belongs to no task (pruned, or never "
                      "used) and is hidden from every task", case=case,
-                     hint="`owner <= k` also catches owner 0; ask for `1 <= owner <= k`")
+                     hint="a comparison with k alone also lets owner 0 through: free is not a task")
             if bool((~got & (owner == k)).any()):
                 fail(f"task {k}'s own weights (owner == {k}) are hidden: a task sees its own weights too",
                      case=case)
@@ -209,9 +210,10 @@ def _check_restored(weights: list[torch.Tensor], before: list[torch.Tensor], ins
                    "packnet.packnet.PackNet.task"),
           title="a task view that zeroes in place and restores bit for bit",
           reference="packnet.masks.apply_visibility_ / restore_ (packnet.PackNet.task)",
-          hint="on entry, under torch.no_grad(): keep `w.detach().clone()` of every weight, then zero its hidden "
-               "entries in place (`w.masked_fill_(~visible, 0.0)`); `yield`; and in a `finally:` block copy every "
-               "backup back with `w.copy_(backup)`, which restores every bit, -0.0 and NaN included.")
+          hint="three things make a task view: it changes the very tensors the model holds (in place, where "
+               "autograd does not record it); before changing them it keeps what it needs to give every bit "
+               "back (a -0.0 or a NaN cannot be recomputed from a zero); and it gives them back however the "
+               "block ends, an exception included.")
 def check_task_view(fn: Callable[..., Any]) -> str:
     n_cases = 24
     for seed in range(n_cases):

@@ -28,9 +28,9 @@ def _schedule_cases() -> list[tuple[Any, int]]:
 @exercise("6.1", "capacity_schedule",
           points=1, library=("packnet.capacity.capacity_schedule",),
           title="the capacity schedule", reference="packnet.capacity_schedule",
-          hint="start with available = 1.0; for each task t (from 0) with ratio r_t: used = available * (1 - r_t), "
-               "append {'task': t, 'available': available, 'used': used}, then available -= used. A list "
-               "prune_ratio gives one r_t per task; a number is the same r for every task.")
+          hint="each task keeps the fraction 1 - r_t of what it finds available, and what it keeps is no "
+               "longer available to the tasks after it. A list prune_ratio gives one r_t per task; a number "
+               "is the same r for every task.")
 def check_capacity_schedule(fn: Callable[..., Any]) -> str:
     cases = _schedule_cases()
     for prune_ratio, n_tasks in cases:

@@ -157,8 +157,8 @@ def _predictions(pn: PackNet, task_id: int, loader: Batches) -> list[tuple[torch
 @exercise("7.1", "evaluate_task",
           points=2, library=("packnet.packnet.PackNet.evaluate", "packnet.training.evaluate_accuracy"),
           title="the accuracy of one learned task", reference="packnet.PackNet.evaluate",
-          hint="inside `with torch.no_grad(), pn.task(task_id):` run pn.module(x) on every batch, count "
-               "(logits.argmax(1) == y) as an int, and return correct / total.")
+          hint="evaluate as the task itself (its own weights and head, eval mode, no gradients), count the "
+               "correct predictions over all batches, and divide once by the number of examples.")
 def check_evaluate_task(fn: Callable[..., Any]) -> str:
     n = 0
     for seed, shared_head in [(71, True), (72, False)]:
@@ -268,9 +268,9 @@ def _check_learn_tasks_case(fn: Callable[..., Any], seed: int, ids: list[int], s
           points=3, library=("packnet.bench.experiment.run_packnet",),
           title="the whole PackNet loop and its accuracy matrix",
           reference="packnet.bench.experiment.run_packnet",
-          hint="per task i: train_loader = task.loaders(batch_size, seed=seed + i)[0]; train_task, prune, retrain "
-               "(same loader), freeze, all with task.task_id; then fill R[i][0..i] with evaluate_task on "
-               "task.loaders(1000, shuffle=False)[1] and leave the rest of row i nan.")
+          hint="follow the exercise's rules literally: which loader the task at position i trains on, one "
+               "loader for training and re-training, every task pruned and frozen, and row i filled for the "
+               "tasks learned so far only.")
 def check_learn_tasks(fn: Callable[..., Any]) -> str:
     for seed, ids, shared_head, kwargs in _CONFIGS:
         _check_learn_tasks_case(fn, seed, ids, shared_head, kwargs)
