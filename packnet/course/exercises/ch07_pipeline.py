@@ -127,6 +127,11 @@ def _check_one_evaluation(fn: Callable[..., Any], pn: PackNet, task_id: int, loa
             fail(f"it returns {got!r}, the accuracy {expected!r} rounded to float32 (a float tensor's .mean(), "
                  "or correct / total computed as tensors); count the correct predictions as an int and divide "
                  "in Python, as pn.evaluate does, so accuracies compare exactly", case=case)
+        if got == _accuracy_in_train_mode(pn, task_id, loader):
+            fail(f"it returns {got!r}, expected {expected!r}: it ran the model in train mode, "
+                 "where BatchNorm normalises each batch with the batch's own statistics instead of the task's "
+                 "running averages. `with pn.task(task_id):` puts the model in eval mode: don't switch it back "
+                 "to train mode inside", case=case)
         if got == _accuracy_with_every_weight(pn, task_id, loader):
             fail(f"it returns {got!r}, expected {expected!r}: that is the accuracy of the network with every "
                  f"weight, including the ones later tasks trained after task {task_id} was frozen. Run the "
@@ -138,6 +143,15 @@ def _check_one_evaluation(fn: Callable[..., Any], pn: PackNet, task_id: int, loa
                  "weighs the smaller last batch as much as a full one; count the correct predictions over all "
                  "batches and divide by the total number of examples", case=case)
     expect_equal(got, expected, case=case, what="the accuracy")
+
+
+@torch.no_grad()
+def _accuracy_in_train_mode(pn: PackNet, task_id: int, loader: Batches) -> float:
+    """Task ``task_id``'s accuracy with the model in train mode inside its view (on a copy: nothing changes)."""
+    clone = copy.deepcopy(pn)
+    with clone.task(task_id):
+        clone.module.train()
+        return evaluate_accuracy(clone.module, loader)
 
 
 def _accuracy_with_every_weight(pn: PackNet, task_id: int, loader: Batches) -> float:
