@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (momentum 0.9)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=0, help="seeds the data split, the initial weights and the shuffling")
+    p.add_argument("--task-inference", action="store_true",
+                   help="after each task, calibrate inference without a task id; report how well each method "
+                   "recognises the task per sample and per batch of 32, its memory and time")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--progress", action="store_true", help="show tqdm progress bars")
     return p
@@ -55,6 +58,20 @@ def _format_matrix(R: list[list[float]]) -> str:
     lines = ["after task | " + " ".join(f"{'T' + str(j):>6}" for j in range(T))]
     for i, row in enumerate(R):
         lines.append(f"{'T' + str(i):>10} | " + " ".join("      " if math.isnan(a) else f"{100 * a:6.1f}" for a in row))
+    return "\n".join(lines)
+
+
+def _format_task_inference(figures: dict) -> str:
+    lines = ["\nInference without the task id (test sets; batches of "
+             f"{figures['batch_size']} inputs of one task):",
+             f"{'method':>14} | task per sample | task and class | task per batch | ms / sample | ms / batch"]
+    for name, f in figures["by_method"].items():
+        lines.append(f"{name:>14} | {100 * f['per_sample_task_accuracy']:13.1f} % | "
+                     f"{100 * f['task_agnostic_accuracy']:12.1f} % | {100 * f['batch_task_accuracy']:12.1f} % | "
+                     f"{1e3 * f['seconds_per_sample']:11.3f} | {1e3 * f['seconds_per_batch']:10.2f}")
+    seconds = figures["calibration_seconds"]
+    lines.append(f"stored: {figures['memory_bytes'] / 2**10:.0f} KiB for {len(seconds)} tasks; calibration "
+                 f"{sum(seconds) / len(seconds):.2f} s per task (default method: {figures['method']})")
     return "\n".join(lines)
 
 
@@ -106,7 +123,7 @@ def _run(args: argparse.Namespace, launched: bool) -> int:
         batch_size=max(1, args.batch_size // world),  # the same global batch whatever the number of processes
         optimizer=lambda ps: torch.optim.SGD(ps, lr=args.lr, momentum=0.9),
         device=device, seed=args.seed, progress=args.progress and rank == 0, pruning=args.pruning,
-        shared_policy=args.shared_policy,
+        shared_policy=args.shared_policy, task_inference=args.task_inference,
     )
     result.packnet.verify_consistent()  # owner maps and weights bit-identical on every rank
     if rank != 0:
@@ -123,6 +140,8 @@ def _run(args: argparse.Namespace, launched: bool) -> int:
     print("forgetting per task (points): " + ", ".join(f"{100 * f:.2f}" for f in result.forgetting))
     print("\nCapacity (measured from the owner maps):")
     print(format_capacity(result.packnet.capacity()))
+    if result.task_inference is not None:
+        print(_format_task_inference(result.task_inference))
     print("\nCapacity (analytic, fraction of the network):")
     for row in capacity_schedule(args.prune_ratio, len(tasks)):
         print(f"  task {row['task']}: available {row['available']:.6g}, used {row['used']:.6g}")

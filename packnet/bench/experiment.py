@@ -15,12 +15,13 @@ from torch import nn
 
 from packnet.distributed import is_distributed
 from packnet.packnet import PackNet
+from packnet.task_inference import METHODS
 from packnet.training import OptimizerFactory
 
 from .data import Task
 from .metrics import average_accuracy, backward_transfer, forgetting, nan_matrix
 
-__all__ = ["ExperimentResult", "run_packnet", "evaluate_seen"]
+__all__ = ["ExperimentResult", "run_packnet", "evaluate_seen", "evaluate_task_inference"]
 
 
 def _json_number(value: float) -> Optional[float]:
@@ -39,6 +40,9 @@ class ExperimentResult:
         method: what produced it, e.g. ``"packnet"``, ``"finetune"``.
         histories: per task, the training and re-training histories.
         seconds: wall time of the whole run.
+        task_inference: with ``run_packnet(..., task_inference=True)``, the figures of
+            :func:`evaluate_task_inference` for the default method, each method's under ``"by_method"``,
+            and the memory and calibration time; ``None`` otherwise.
     """
 
     accuracy_matrix: list[list[float]]
@@ -47,6 +51,7 @@ class ExperimentResult:
     method: str = "packnet"
     histories: list[dict[str, list[dict[str, float]]]] = field(default_factory=list)
     seconds: float = 0.0
+    task_inference: Optional[dict[str, Any]] = None
 
     @property
     def average_accuracy(self) -> float:
@@ -78,6 +83,8 @@ class ExperimentResult:
         if self.packnet is not None:
             total = self.packnet.capacity()[-1]
             summary["capacity"] = {"owned": {str(t): f for t, f in total["owned"].items()}, "free": total["free"]}
+        if self.task_inference is not None:
+            summary["task_inference"] = self.task_inference
         return summary
 
 
@@ -88,11 +95,62 @@ def evaluate_seen(pn: PackNet, tasks: Sequence[Task], upto: int, batch_size: int
             for task in tasks[: upto + 1]]
 
 
+@torch.no_grad()
+def evaluate_task_inference(pn: PackNet, tasks: Sequence[Task], *, method: str = METHODS[0], batch_size: int = 32,
+                            batches_per_task: int = 100, seed: int = 0, chunk: int = 1000) -> dict[str, Any]:
+    """How well ``pn.task_inference`` recognises the task of each test input, and of task-homogeneous batches.
+
+    * ``per_sample_task_accuracy``: over every test input of every task, the fraction whose inferred task is
+      its own (:meth:`~packnet.task_inference.TaskInference.infer`);
+    * ``task_agnostic_accuracy``: the fraction whose inferred task is right **and** whose class, predicted by
+      that task's network, is right (:meth:`~packnet.task_inference.TaskInference.classify`);
+    * ``batch_task_accuracy``: for each task, ``batches_per_task`` batches of ``batch_size`` distinct test
+      inputs drawn at random (seeded) from its test set; the fraction of batches whose one inferred task
+      (``batch=True``) is right;
+    * ``seconds_per_sample`` (per-sample inference, classification included) and ``seconds_per_batch``.
+
+    Every task of ``tasks`` must have been calibrated.
+    """
+    ti = pn.task_inference
+    if ti is None:
+        raise RuntimeError("no task was calibrated: run_packnet(..., task_inference=True) or call "
+                           "pn.calibrate_task_inference(t, loader) for every task first")
+    device = next(pn.module.parameters()).device
+    right_task = right_both = seen = 0
+    start = time.perf_counter()
+    for task in tasks:
+        x_all, y_all = task.test.tensors
+        for i in range(0, len(x_all), chunk):
+            x, y = x_all[i: i + chunk].to(device), y_all[i: i + chunk].to(device)
+            inferred, classes = ti.classify(pn, x, method=method)
+            hit = torch.tensor([t == task.task_id for t in inferred], device=device)
+            right_task += int(hit.sum())
+            right_both += int((hit & (classes == y)).sum())
+            seen += len(x)
+    per_sample_seconds = (time.perf_counter() - start) / seen
+    generator = torch.Generator().manual_seed(seed)
+    right_batches = n_batches = 0
+    start = time.perf_counter()
+    for task in tasks:
+        x_all = task.test.tensors[0]
+        size = min(batch_size, len(x_all))
+        for _ in range(batches_per_task):
+            idx = torch.randperm(len(x_all), generator=generator)[:size]
+            right_batches += int(ti.infer(pn, x_all[idx].to(device), batch=True, method=method) == task.task_id)
+            n_batches += 1
+    return {"method": method, "per_sample_task_accuracy": right_task / seen,
+            "task_agnostic_accuracy": right_both / seen, "batch_task_accuracy": right_batches / n_batches,
+            "batch_size": batch_size, "batches": n_batches, "samples": seen,
+            "seconds_per_sample": per_sample_seconds,
+            "seconds_per_batch": (time.perf_counter() - start) / max(n_batches, 1)}
+
+
 def run_packnet(model: nn.Module, tasks: Sequence[Task], *, prune_ratio: Union[float, Sequence[float]] = 0.75,
                 epochs: int = 5, retrain_epochs: int = 2, batch_size: int = 128,
                 optimizer: Optional[OptimizerFactory] = None, retrain_optimizer: Optional[OptimizerFactory] = None,
                 device: Union[str, torch.device] = "cpu", seed: int = 0, progress: bool = True,
-                amp: bool = False, recalibrate_batchnorm: bool = False,
+                amp: bool = False, recalibrate_batchnorm: bool = False, task_inference: bool = False,
+                task_inference_options: Optional[dict[str, Any]] = None,
                 **packnet_options: Any) -> ExperimentResult:
     """Learn ``tasks`` in order with PackNet and record the accuracy matrix.
 
@@ -119,6 +177,11 @@ def run_packnet(model: nn.Module, tasks: Sequence[Task], *, prune_ratio: Union[f
             network (:meth:`~packnet.PackNet.recalibrate_batchnorm`, over the task's training batches) wherever
             they are the task's own: the first task's with ``shared_policy="first_task"`` (later tasks use
             those, frozen), every task's with ``"per_task"``.
+        task_inference: after each task is frozen, record what recognises it without its id
+            (:meth:`~packnet.PackNet.calibrate_task_inference`, on its training set); at the end measure every
+            method of :data:`~packnet.task_inference.METHODS` with :func:`evaluate_task_inference` and put the
+            figures, the memory stored and the time per calibration in :attr:`ExperimentResult.task_inference`.
+        task_inference_options: keyword arguments for the calibration (``n_components``, ``shrinkage``).
         **packnet_options: further :class:`~packnet.PackNet` keyword arguments (``shared_policy``, ``pruning``).
 
     Returns:
@@ -131,6 +194,7 @@ def run_packnet(model: nn.Module, tasks: Sequence[Task], *, prune_ratio: Union[f
     pn = PackNet(model, prune_ratio, **packnet_options)
     R = nan_matrix(len(tasks))
     histories = []
+    calibration_seconds = []
     for i, task in enumerate(tasks):
         train_loader, _ = task.loaders(batch_size, seed=seed + i, distributed=distributed)
         t = task.task_id
@@ -142,6 +206,19 @@ def run_packnet(model: nn.Module, tasks: Sequence[Task], *, prune_ratio: Union[f
         if recalibrate_batchnorm and (i == 0 or pn.shared_policy == "per_task"):
             pn.recalibrate_batchnorm(t, train_loader, device=device)
         pn.freeze(t)
+        if task_inference:  # every rank calibrates on the whole training set, so the records agree
+            calibration_start = time.perf_counter()
+            pn.calibrate_task_inference(t, task.loaders(batch_size, seed=seed + i)[0],
+                                        **(task_inference_options or {}))
+            calibration_seconds.append(time.perf_counter() - calibration_start)
         histories.append({"train": trained, "retrain": retrained})
         R[i][: i + 1] = evaluate_seen(pn, tasks, i, device=device)
-    return ExperimentResult(R, pn.module, pn, "packnet", histories, time.perf_counter() - start)
+    figures = None
+    if task_inference:
+        by_method = {m: evaluate_task_inference(pn, tasks, method=m, seed=seed) for m in METHODS}
+        assert pn.task_inference is not None
+        figures = {**by_method[METHODS[0]], "by_method": by_method,
+                   "memory_bytes": pn.task_inference.memory_bytes(),
+                   "memory_bytes_per_task": [pn.task_inference.memory_bytes(t.task_id) for t in tasks],
+                   "calibration_seconds": calibration_seconds}
+    return ExperimentResult(R, pn.module, pn, "packnet", histories, time.perf_counter() - start, figures)
