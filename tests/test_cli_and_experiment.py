@@ -141,3 +141,34 @@ def test_run_packnet_recalibrates_batchnorm_where_the_statistics_are_the_tasks_o
     plain = run_packnet(_bn_model(), tasks, **common).model[1]  # same data and seeds, no recalibration
     assert torch.equal(norm.weight, plain.weight)  # recalibration changes statistics, never parameters
     assert not torch.equal(norm.running_mean, plain.running_mean)
+
+
+def test_run_packnet_with_task_inference_reports_every_method_memory_and_time():
+    from packnet.bench.experiment import run_packnet
+    from packnet.task_inference import METHODS
+
+    tasks = _tiny_tasks()
+    result = run_packnet(_tiny_model(), tasks, epochs=1, retrain_epochs=0, batch_size=16, progress=False,
+                         task_inference=True, task_inference_options={"n_components": 3})
+    figures = json.loads(json.dumps(result.to_dict(), allow_nan=False))["task_inference"]
+    assert figures["method"] == METHODS[0] and set(figures["by_method"]) == set(METHODS)
+    for f in figures["by_method"].values():
+        for key in ("per_sample_task_accuracy", "task_agnostic_accuracy", "batch_task_accuracy"):
+            assert 0.0 <= f[key] <= 1.0
+        assert f["task_agnostic_accuracy"] <= f["per_sample_task_accuracy"]
+        assert f["seconds_per_sample"] > 0 and f["seconds_per_batch"] > 0 and f["samples"] == 32
+    assert figures["memory_bytes"] == sum(figures["memory_bytes_per_task"]) > 0
+    assert len(figures["calibration_seconds"]) == len(tasks)
+    assert result.packnet.task_inference.tasks == [0, 1]
+    assert "task_inference" not in run_packnet(_tiny_model(), tasks, epochs=0, retrain_epochs=0,
+                                               progress=False).to_dict()
+
+
+def test_cli_task_inference_prints_the_methods_and_reports_them_in_json(capsys):
+    args = ["--tasks", "2", "--epochs", "1", "--retrain-epochs", "0", "--task-inference"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Inference without the task id" in out and "input_density" in out and "confidence" in out
+    assert main(args + ["--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)["task_inference"]
+    assert figures["per_sample_task_accuracy"] >= 0.9 and figures["batch_task_accuracy"] >= 0.99
