@@ -40,7 +40,7 @@ data is private. During calibration the per-class sums of ``x`` and ``x x^T`` ar
 Examples:
     >>> from torch import nn
     >>> from packnet import PackNet, TaskHeads
-    >>> torch.manual_seed(0) and None
+    >>> _ = torch.manual_seed(0)
     >>> net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), TaskHeads(8, 2, task_ids=[0, 1]))
     >>> pn = PackNet(net, prune_ratio=0.5)
     >>> def task_data(shift):  # task 1's inputs live elsewhere than task 0's
@@ -72,7 +72,7 @@ if TYPE_CHECKING:
 __all__ = ["TaskInference", "METHODS", "fit_class_density", "class_log_density"]
 
 METHODS: tuple[str, ...] = ("input_density", "confidence")
-"""The methods :meth:`TaskInference.infer` knows; the first is the default."""
+"""The methods that ``TaskInference.infer`` knows, the default first."""
 
 FORMAT = "packnet.task_inference/1"
 """The ``"format"`` entry of :meth:`TaskInference.state_dict`."""
@@ -165,7 +165,7 @@ class TaskInference:
     # ------------------------------------------------------------------ what is recorded
     @property
     def tasks(self) -> list[TaskId]:
-        """The calibrated task ids, in calibration order (the columns of :meth:`scores`)."""
+        """The calibrated task ids in calibration order, which is the order of the columns of ``scores``."""
         return [r["task_id"] for r in self._records.values()]
 
     @property
