@@ -19,8 +19,9 @@ every task is calibrated after it is frozen (on its training set), then every me
 * memory stored per task, calibration seconds per task, milliseconds per sample (classification included)
   and per batch of 32.
 
-The exported tasks' sizes (``pn.export(t)``, :func:`packnet.export.sparse_size`) follow: dense bytes and bytes
-stored sparse (only the weights task ``t`` sees). A script, not a test: it asserts nothing.
+The exported tasks' sizes (``pn.export(t)``, :func:`packnet.export.sparse_size`) follow: dense, and stored
+sparse (only the weights task ``t`` sees, with flat indices or a bitmap). A script, not a test: it asserts
+nothing.
 """
 
 from __future__ import annotations
@@ -106,10 +107,12 @@ def main() -> int:
                   "/".join(f"{b / 2**10:.0f}" for b in r["task_inference"]["memory_bytes_per_task"]),
                   f"{r['task_inference']['memory_bytes'] / 2**10:.0f}",
                   f"{sum(r['task_inference']['calibration_seconds']) / len(r['export']):.2f}"] for r in runs]))
-    print("\nExported tasks (pn.export(t)): KiB dense / KiB stored sparse (non-zero values + 4-byte indices):")
+    print("\nExported tasks (pn.export(t)), KiB: dense / sparse (non-zero values + 4-byte indices) / "
+          "bitmap (non-zero values + 1 bit per entry):")
     print(table(["run"] + [f"task {e['task']}" for e in runs[0]["export"]],
                 [[f"{r['benchmark']} seed {r['seed']}"]
-                 + [f"{e['dense_bytes'] / 2**10:.0f} / {e['sparse_bytes'] / 2**10:.0f}" for e in r["export"]]
+                 + [" / ".join(f"{e[k] / 2**10:.0f}" for k in ("dense_bytes", "sparse_bytes", "bitmap_bytes"))
+                    for e in r["export"]]
                  for r in runs]))
     return 0
 

@@ -86,27 +86,31 @@ def export_task(pn: "PackNet", task_id: Hashable) -> nn.Module:
 
 
 def sparse_size(module: nn.Module, index_bytes: int = 4) -> dict[str, int]:
-    """Bytes of ``module``'s ``state_dict`` stored dense, and stored sparse (non-zero entries plus an index each).
+    """Bytes of ``module``'s ``state_dict`` stored dense, and stored sparse (only the non-zero entries).
 
     An exported task sees only a fraction of the prunable weights (``1 - prune_ratio`` of the first task's
     share, more for later tasks, which also see the earlier tasks' weights); the rest are zeros that a sparse
-    format (one value and one ``index_bytes`` flat index per non-zero entry) does not store. Each tensor is
-    counted in the cheaper of the two formats.
+    format need not store. Two formats, each tensor counted in the cheaper of it and dense:
+
+    * ``sparse_bytes``: one value and one ``index_bytes`` flat index per non-zero entry (COO-like);
+    * ``bitmap_bytes``: the non-zero values plus one bit per entry saying where they go.
 
     Returns:
-        ``{"dense_bytes", "sparse_bytes", "nonzero", "numel"}``.
+        ``{"dense_bytes", "sparse_bytes", "bitmap_bytes", "nonzero", "numel"}``.
 
     Examples:
         >>> lin = nn.Linear(4, 4); _ = lin.weight.data[1:].zero_()
         >>> sparse_size(lin)
-        {'dense_bytes': 80, 'sparse_bytes': 48, 'nonzero': 8, 'numel': 20}
+        {'dense_bytes': 80, 'sparse_bytes': 48, 'bitmap_bytes': 34, 'nonzero': 8, 'numel': 20}
     """
-    dense = sparse = nonzero = numel = 0
+    dense = sparse = bitmap = nonzero = numel = 0
     for tensor in module.state_dict().values():
         size = tensor.numel() * tensor.element_size()
         nz = int(torch.count_nonzero(tensor)) if tensor.numel() else 0
         dense += size
         sparse += min(size, nz * (tensor.element_size() + index_bytes))
+        bitmap += min(size, nz * tensor.element_size() + (tensor.numel() + 7) // 8)
         nonzero += nz
         numel += tensor.numel()
-    return {"dense_bytes": dense, "sparse_bytes": sparse, "nonzero": nonzero, "numel": numel}
+    return {"dense_bytes": dense, "sparse_bytes": sparse, "bitmap_bytes": bitmap, "nonzero": nonzero,
+            "numel": numel}

@@ -143,7 +143,9 @@ def test_sparse_size_counts_only_what_the_task_sees():
         holder = nn.Module()
         holder.register_buffer("w", exported[name].detach())
         nonzero = int(exported[name].ne(0).sum())
-        assert sparse_size(holder)["sparse_bytes"] == min(exported[name].numel() * 4, nonzero * 8)
+        numel = exported[name].numel()
+        assert sparse_size(holder)["sparse_bytes"] == min(numel * 4, nonzero * 8)
+        assert sparse_size(holder)["bitmap_bytes"] == min(numel * 4, nonzero * 4 + (numel + 7) // 8)
     high = PackNet(mlp_net(), prune_ratio=0.9)
     learn(high, 0, batches(0), epochs=1)
     assert sparse_size(high.export(0))["sparse_bytes"] < 0.3 * dense  # task 0 sees 10 % of the weights
