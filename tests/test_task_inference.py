@@ -27,12 +27,10 @@ def task_data(t: int, n: int = 96, seed: int = 0) -> list:
     return [(x[i:i + 32], y[i:i + 32]) for i in range(0, n, 32)]
 
 
-def test_inputs(t: int) -> tuple[torch.Tensor, torch.Tensor]:
+def held_out(t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Task ``t``'s held-out inputs and labels (other draws than its calibration data)."""
     data = task_data(t, n=64, seed=1)
     return torch.cat([x for x, _ in data]), torch.cat([y for _, y in data])
-
-
-test_inputs.__test__ = False  # a helper, not a test
 
 
 def net() -> nn.Sequential:
@@ -64,14 +62,14 @@ def assert_same_ti(a: dict, b: dict) -> None:
 # ------------------------------------------------------------------------------------------------ what it does
 def test_input_density_recognises_each_tasks_inputs(calibrated):
     for t in range(TASKS):
-        x, _ = test_inputs(t)
+        x, _ = held_out(t)
         inferred = calibrated.infer_task(x)
         assert inferred == [t] * len(x)
         assert calibrated.infer_task(x[:32], batch=True) == t
 
 
 def test_task_agnostic_classification_answers_what_the_inferred_task_answers(calibrated):
-    x = torch.cat([test_inputs(t)[0] for t in range(TASKS)])
+    x = torch.cat([held_out(t)[0] for t in range(TASKS)])
     tasks, classes = calibrated.task_inference.classify(calibrated, x)
     for t in set(tasks):
         rows = torch.tensor([u == t for u in tasks])
@@ -80,7 +78,7 @@ def test_task_agnostic_classification_answers_what_the_inferred_task_answers(cal
 
 
 def test_confidence_baseline_returns_calibrated_task_ids(calibrated):
-    x, _ = test_inputs(1)
+    x, _ = held_out(1)
     inferred = calibrated.infer_task(x, method="confidence")
     assert len(inferred) == len(x) and set(inferred) <= {0, 1, 2}
     assert calibrated.infer_task(x, batch=True, method="confidence") in {0, 1, 2}
@@ -92,7 +90,7 @@ def test_confidence_baseline_returns_calibrated_task_ids(calibrated):
 def test_inference_leaves_the_model_bit_identical(calibrated, method):
     calibrated.model.train()
     before, active = snapshot(calibrated), [h.active for h in calibrated.roles.heads.values()]
-    x = torch.cat([test_inputs(t)[0] for t in range(TASKS)])
+    x = torch.cat([held_out(t)[0] for t in range(TASKS)])
     calibrated.infer_task(x, method=method)
     calibrated.infer_task(x, batch=True, method=method)
     calibrated.task_inference.classify(calibrated, x, method=method)
@@ -106,7 +104,7 @@ def test_string_task_ids_are_kept_apart_from_ints():
         learn(pn, t, data, epochs=1)
         pn.calibrate_task_inference(t, data, n_components=2)
     assert pn.task_inference.tasks == ["a", 1]
-    assert pn.infer_task(test_inputs(1)[0][:8]) == [1] * 8
+    assert pn.infer_task(held_out(1)[0][:8]) == [1] * 8
 
 
 # ------------------------------------------------------------------------------------------------ the model
@@ -142,9 +140,9 @@ def test_inference_before_any_calibration_says_to_calibrate():
     pn = PackNet(net())
     learn(pn, 0, task_data(0), epochs=1)
     with pytest.raises(RuntimeError, match="calibrate_task_inference"):
-        pn.infer_task(test_inputs(0)[0])
+        pn.infer_task(held_out(0)[0])
     with pytest.raises(RuntimeError, match="calibrate_task_inference"):
-        TaskInference().infer(pn, test_inputs(0)[0])
+        TaskInference().infer(pn, held_out(0)[0])
 
 
 def test_calibrating_an_unknown_or_unfrozen_task_is_refused_and_changes_nothing(calibrated):
@@ -191,7 +189,7 @@ def test_a_batch_of_the_wrong_shape_or_type_is_refused(calibrated, bad, error, m
 
 def test_an_unknown_method_is_refused(calibrated):
     with pytest.raises(ValueError, match="input_density"):
-        calibrated.infer_task(test_inputs(0)[0], method="magic")
+        calibrated.infer_task(held_out(0)[0], method="magic")
 
 
 @pytest.mark.parametrize("loader, match", [
@@ -224,7 +222,7 @@ def test_forget_drops_a_task_and_refuses_an_unknown_one(calibrated):
     ti.load_state_dict(calibrated.task_inference.state_dict())
     ti.forget(1)
     assert ti.tasks == [0, 2]
-    assert set(ti.infer(calibrated, test_inputs(1)[0])) <= {0, 2}
+    assert set(ti.infer(calibrated, held_out(1)[0])) <= {0, 2}
     before = ti_state(ti)
     with pytest.raises(KeyError, match="not calibrated"):
         ti.forget(1)
@@ -237,7 +235,7 @@ def test_state_dict_round_trips_through_weights_only_load(calibrated):
     buffer.seek(0)
     loaded = TaskInference()
     loaded.load_state_dict(torch.load(buffer, weights_only=True))
-    x = torch.cat([test_inputs(t)[0] for t in range(TASKS)])
+    x = torch.cat([held_out(t)[0] for t in range(TASKS)])
     assert loaded.tasks == calibrated.task_inference.tasks
     assert torch.equal(loaded.scores(calibrated, x), calibrated.task_inference.scores(calibrated, x))
 
