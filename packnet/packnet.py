@@ -463,7 +463,7 @@ class PackNet:
         k = self.position
         for name, owner in self.owner.items():
             owner.masked_fill_(owner == k, 0)  # in place, so views of the owner map stay valid
-        if self.task_inference is not None and hasattr(self.task_inference, "forget"):
+        if self.task_inference is not None and self.task_inference.is_calibrated(task_id):
             self.task_inference.forget(task_id)
         self._start_state = {}
         self.lifecycle.advance(action, task_id)
@@ -636,8 +636,10 @@ class PackNet:
     def calibrate_task_inference(self, task_id: TaskId, loader: Iterable, **options: Any) -> None:
         """Record what task ``task_id`` needs to be recognised without its id (call it after :meth:`freeze`).
 
-        Delegates to :meth:`packnet.task_inference.TaskInference.calibrate`, which documents the options and
-        what is stored.
+        Delegates to :meth:`packnet.task_inference.TaskInference.calibrate`, which documents the options
+        (``n_components``, ``shrinkage``, ``num_batches``; ``replace=True`` to calibrate a task again) and what
+        is stored: per-class statistics of the inputs, never the inputs. The records are part of
+        :meth:`state_dict`.
         """
         self._refuse_in_view("calibrate task inference")
         from .task_inference import TaskInference
@@ -735,6 +737,10 @@ class PackNet:
 
             inference = TaskInference()
             inference.load_state_dict(state["task_inference"])  # validates; raises before any change here
+            unknown = [t for t in inference.tasks if t not in lifecycle.tasks]
+            if unknown:
+                raise ValueError(f"the checkpoint's task inference has records of {unknown}, which are not among "
+                                 f"its frozen tasks {lifecycle.tasks}: it is corrupt")
         backup = {n: v.detach().clone() for n, v in self.module.state_dict().items()}
         try:
             self.module.load_state_dict(state["model"])

@@ -740,3 +740,34 @@ def test_requires_python_is_what_the_code_needs():
     assert minimum and minimum.group(1) == "10", "requires-python must be >=3.10"
     for path in sorted((ROOT / "packnet").rglob("*.py")):
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 10))
+
+
+# ---------------------------------------------------------------------------- checkpoints carry task inference
+def test_task_inference_records_travel_in_the_checkpoint_and_are_validated(tmp_path):
+    pn = _pn_two_frozen()
+    for t in pn.tasks:
+        pn.calibrate_task_inference(t, batches(t), n_components=4)
+    expected = pn.infer_task(X)
+    pn.save(tmp_path / "pn.pt")
+    state = torch.load(tmp_path / "pn.pt", weights_only=True)
+    other = PackNet(conv_bn_net(), prune_ratio=0.5, shared_policy="per_task")
+    other.load_state_dict(state)
+    assert other.infer_task(X) == expected
+    bad = _pn_two_frozen().state_dict()
+    bad["task_inference"] = state["task_inference"]
+    bad["tasks"], bad["shared_snapshots"] = [0], {0: bad["shared_snapshots"][0]}
+    bad["owner"] = {n: o.clamp(max=1) for n, o in bad["owner"].items()}
+    target = PackNet(conv_bn_net(), prune_ratio=0.5, shared_policy="per_task")
+    before = snapshot(target)
+    with pytest.raises(ValueError, match=r"records of \[1\]"):
+        target.load_state_dict(bad)
+    assert_same_state(before, snapshot(target))
+    assert target.task_inference is None
+
+
+def test_abort_task_keeps_the_records_of_frozen_tasks():
+    pn = _pn_two_frozen()
+    pn.calibrate_task_inference(0, batches(0), n_components=4)
+    pn.train_task(2, batches(2), 1, progress=False)
+    pn.abort_task()
+    assert pn.task_inference.tasks == [0]
