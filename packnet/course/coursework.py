@@ -264,11 +264,12 @@ class GradeReport:
 
     @property
     def points(self) -> int:
-        """Points earned: each passed exercise's ``points`` (the registry's)."""
+        """The points earned, summed over the passed exercises (each worth its ``points`` in the registry)."""
         return sum(r.get("points", 1) for r in self.results if r["passed"])
 
     @property
     def max_points(self) -> int:
+        """The points the graded exercises are worth together."""
         return sum(r.get("points", 1) for r in self.results)
 
     @property
