@@ -686,6 +686,11 @@ def _parser() -> argparse.ArgumentParser:
     student.add_argument("--source", default=None,
                          help="folder of the source notebooks (default: the book/ folder of this repository)")
     student.add_argument("notebooks", nargs="*", help="only these notebook file names (default: all chapters)")
+    from . import nbgrader_source
+
+    nbgrader = sub.add_parser("nbgrader-metadata",
+                              help="write the nbgrader metadata of the exercise cells (book/ is an nbgrader source)")
+    nbgrader_source.add_arguments(nbgrader)
     grade = sub.add_parser("grade", help="run submitted notebooks and score their exercises")
     grade.add_argument("submissions", nargs="+", help="the .ipynb files to grade")
     grade.add_argument("--exercises-only", action="store_true",
@@ -714,6 +719,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Iterable[str]] = None) -> int:
     """The command line: ``student OUT_DIR`` or ``grade NOTEBOOK...`` (see ``--help``)."""
     args = _parser().parse_args(None if argv is None else list(argv))
+    if args.command == "nbgrader-metadata":
+        from . import nbgrader_source
+
+        return nbgrader_source.run(args)
     if args.command == "student":
         try:
             written = write_student_edition(args.out_dir, args.source, args.notebooks or None)
