@@ -18,7 +18,8 @@ import pytest
 
 from book_build import ROOT
 from packnet.course.coursework import (BEGIN_SOLUTION, END_SOLUTION, check_cell, exercise_role, grade_notebook, main,
-                                notes_cell, solution_cell, stub_source, student_notebook)
+                                _source, _student_text, notes_cell, solution_cell, stub_source,
+                                student_notebook)
 from packnet.course.exercises import EXERCISES, exercises_of_chapter
 
 BOOK = ROOT / "book"
@@ -126,8 +127,19 @@ def test_the_student_edition_hides_solutions_and_keeps_everything_else(path):
             assert text.startswith(outside.rstrip(" "))
         elif role == "check":
             assert cell["outputs"] == [] and text == "".join(original["source"])
+        elif cell["cell_type"] == "markdown" and cell["source"] != original["source"]:
+            # the only edits to text: points after an exercise's stars, no pointer to published solutions
+            assert cell["source"] == _source(_student_text("".join(original["source"])))
+            assert {k: v for k, v in cell.items() if k != "source"} == {
+                k: v for k, v in original.items() if k != "source"}
         else:
             assert cell == original
+
+
+def test_the_student_edition_shows_points_and_no_pointer_to_published_solutions():
+    text = "".join("".join(c["source"]) for c in student_notebook(read(BOOK / "03_pruning.ipynb"))["cells"])
+    assert "### Exercise 3.1 ★☆☆ (1 point) — how many weights a ratio prunes" in text
+    assert "collapsed" not in text and "online book" not in text
 
 
 def test_the_student_command_writes_every_chapter_with_exercises(tmp_path):
