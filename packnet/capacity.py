@@ -184,13 +184,26 @@ def _capacity_row(layer: str, counts: Tensor, tasks: Sequence[Hashable]) -> dict
 
 
 def format_capacity(report: list[dict]) -> str:
-    """Render :meth:`packnet.PackNet.capacity` rows as a fixed-width text table (percent of each layer)."""
+    """Render :meth:`packnet.PackNet.capacity` rows as a fixed-width text table (percent of each layer).
+
+    The layer column is as wide as the longest layer name, so that a small network's table of five tasks fits in
+    88 characters (the width of the book's pages).
+
+    Examples:
+        >>> print(format_capacity([{"layer": "fc.weight", "weights": 1000, "free": 0.5,
+        ...                         "owned": {0: 0.25, 1: 0.25}}]))
+        layer          weights    free  task 0  task 1
+        ----------------------------------------------
+        fc.weight        1,000   50.0%   25.0%   25.0%
+    """
     tasks = [k for k in report[0]["owned"]] if report else []
-    header = f"{'layer':<28}{'weights':>11}{'free':>8}" + "".join(f"{'task ' + str(t):>9}" for t in tasks)
+    width = max([len("layer")] + [len(str(row["layer"])) for row in report]) + 2
+    columns = {t: max(8, len(f"task {t}") + 2) for t in tasks}
+    header = f"{'layer':<{width}}{'weights':>11}{'free':>8}" + "".join(f"{f'task {t}':>{columns[t]}}" for t in tasks)
     lines = [header, "-" * len(header)]
     for row in report:
         lines.append(
-            f"{row['layer']:<28}{row['weights']:>11,}{100 * row['free']:>7.1f}%"
-            + "".join(f"{100 * row['owned'][t]:>8.1f}%" for t in tasks)
+            f"{row['layer']:<{width}}{row['weights']:>11,}{100 * row['free']:>7.1f}%"
+            + "".join(f"{100 * row['owned'][t]:>{columns[t] - 1}.1f}%" for t in tasks)
         )
     return "\n".join(lines)

@@ -91,6 +91,21 @@ def test_format_capacity_renders_a_table():
     assert "fc.weight" in text and "1,000" in text and "25.0%" in text and "task 1" in text
 
 
+def test_format_capacity_of_five_tasks_fits_the_page_and_keeps_its_columns_aligned():
+    """The book's MLP after five tasks: 88 characters at most (the book's page width), every line as wide as
+    the header; long layer names and task ids widen their columns instead of running into the next one."""
+    owned = {t: 0.25 * 0.75**t for t in range(5)}
+    report = [{"layer": name, "weights": n, "free": 0.2373, "owned": owned}
+              for name, n in (("1.weight", 200_704), ("3.weight", 65_536), ("total", 266_240))]
+    lines = format_capacity(report).splitlines()
+    assert max(map(len, lines)) <= 88, lines
+    assert len({len(line) for line in lines}) == 1, lines
+    long = [{"layer": "layer4.1.downsample.0.weight", "weights": 10, "free": 1.0,
+             "owned": {"permutation 10": 0.0}}]
+    header, _, row = format_capacity(long).splitlines()
+    assert len(header) == len(row) and "  task permutation 10" in header and "layer4.1.downsample.0.weight  " in row
+
+
 def test_metrics_on_a_known_matrix():
     nan = math.nan
     R = [[0.9, nan, nan], [0.7, 0.8, nan], [0.6, 0.8, 1.0]]

@@ -11,7 +11,7 @@ from typing import Any, Optional, Sequence
 
 from torch import Tensor
 
-__all__ = ["plot_accuracy_matrix", "plot_owner_map", "plot_capacity", "owner_colormap",
+__all__ = ["plot_accuracy_matrix", "plot_accuracy_matrices", "plot_owner_map", "plot_capacity", "owner_colormap",
            "plot_task_weights", "plot_weight_histogram", "plot_frozen_drift",
            "plot_forgetting", "plot_used_shares", "plot_method_comparison", "plot_task_accuracy",
            "plot_accuracy_vs_share"]
@@ -26,7 +26,8 @@ def _axes(ax: Any, figsize: tuple[float, float] = (5, 4)) -> Any:
 
 
 def plot_accuracy_matrix(R: Sequence[Sequence[float]], ax: Any = None, *, title: str = "",
-                         task_names: Optional[Sequence[str]] = None, cmap: str = "viridis") -> Any:
+                         task_names: Optional[Sequence[str]] = None, cmap: str = "viridis",
+                         colorbar: bool = True, fontsize: Optional[float] = None) -> Any:
     """Heatmap of an accuracy matrix: row ``i`` = after learning task ``i``, column ``j`` = tested on task ``j``.
 
     Cells above the diagonal (tasks not learned yet) are left blank; each cell is annotated in percent with
@@ -38,6 +39,9 @@ def plot_accuracy_matrix(R: Sequence[Sequence[float]], ax: Any = None, *, title:
         title: axes title.
         task_names: tick labels (default ``T0, T1, ...``).
         cmap: matplotlib colormap.
+        colorbar: draw a colour bar next to the axes (off when several panels share one, as in
+            :func:`plot_accuracy_matrices`).
+        fontsize: of the annotations (default: 8, or 6 for more than 6 tasks).
 
     Returns:
         The axes.
@@ -48,7 +52,8 @@ def plot_accuracy_matrix(R: Sequence[Sequence[float]], ax: Any = None, *, title:
     data = np.array(R, dtype=float) * 100
     names = list(task_names) if task_names is not None else [f"T{j}" for j in range(len(R))]
     im = ax.imshow(np.ma.masked_invalid(data), vmin=0, vmax=100, cmap=cmap)
-    fontsize = 8 if data.shape[1] <= 6 else 6
+    if fontsize is None:
+        fontsize = 8 if data.shape[1] <= 6 else 6
     for i in range(data.shape[0]):
         for j in range(data.shape[1]):
             if not math.isnan(data[i, j]):
@@ -58,10 +63,55 @@ def plot_accuracy_matrix(R: Sequence[Sequence[float]], ax: Any = None, *, title:
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("tested on task")
     ax.set_ylabel("after learning task")
-    ax.figure.colorbar(im, ax=ax, label="test accuracy (%)")
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, label="test accuracy (%)")
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_accuracy_matrices(matrices: dict[str, Sequence[Sequence[float]]], *, title: str = "",
+                           task_names: Optional[Sequence[str]] = None, ncols: int = 3,
+                           panel_size: float = 3.3, fontsize: float = 9) -> Any:
+    """One figure of several accuracy matrices (one panel per run, e.g. per method) with one shared colour bar.
+
+    Sized for a book page: ``ncols`` panels a row, each ``panel_size`` inches square, so that a figure of five
+    runs (two rows of three) shows every annotation legibly at the page width.
+
+    Args:
+        matrices: ``{panel title: accuracy matrix}``, drawn row by row in this order.
+        title: the figure's title (e.g. the benchmark).
+        task_names: tick labels of every panel (default ``T0, T1, ...``).
+        ncols: panels per row.
+        panel_size: width and height of each panel in inches.
+        fontsize: of the annotations.
+
+    Returns:
+        The figure.
+
+    Examples:
+        >>> import matplotlib; matplotlib.use("Agg")
+        >>> R = [[0.9, float("nan")], [0.9, 0.8]]
+        >>> fig = plot_accuracy_matrices({"PackNet": R, "fine-tune": R, "joint": R}, ncols=2)
+        >>> [ax.get_title() for ax in fig.axes if ax.images], len(fig.axes)  # 3 panels + 1 colour bar
+        (['PackNet', 'fine-tune', 'joint'], 4)
+    """
+    import matplotlib.pyplot as plt
+
+    n = len(matrices)
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols + 0.9, panel_size * nrows),
+                             constrained_layout=True, squeeze=False)
+    panels = list(axes.flat)
+    for ax, (label, R) in zip(panels, matrices.items()):
+        plot_accuracy_matrix(R, ax, title=label, task_names=task_names, colorbar=False, fontsize=fontsize)
+    for ax in panels[n:]:  # an incomplete last row
+        fig.delaxes(ax)
+    fig.colorbar(panels[0].images[0], ax=panels[:n], label="test accuracy (%)", shrink=0.8)
+    if title:
+        fig.suptitle(title)
+    return fig
 
 
 def owner_colormap(n_tasks: int) -> Any:
@@ -360,7 +410,8 @@ def plot_used_shares(schedules: dict[str, Sequence[dict]], ax: Any = None, *, mi
 
 
 def plot_method_comparison(values: dict[str, dict[str, float]], ax: Any = None, *, ylabel: str = "",
-                           title: str = "", percent: bool = True, ylim: Optional[tuple[float, float]] = None) -> Any:
+                           title: str = "", percent: bool = True, ylim: Optional[tuple[float, float]] = None,
+                           fontsize: float = 9, label_rotation: float = 0) -> Any:
     """Grouped bars comparing methods across benchmarks: one group per benchmark, one colour per method.
 
     Each bar is annotated with its value; a ``nan`` (a metric a method does not define, e.g. the forgetting of
@@ -373,6 +424,8 @@ def plot_method_comparison(values: dict[str, dict[str, float]], ax: Any = None, 
         title: axes title.
         percent: multiply values by 100 (fractions → percent).
         ylim: y-axis limits (default: matplotlib's, plus headroom for the labels).
+        fontsize: of the value labels and the legend (tick labels keep matplotlib's size).
+        label_rotation: of the value labels, in degrees (90 for bars too narrow for a horizontal label).
 
     Returns:
         The axes.
@@ -398,7 +451,7 @@ def plot_method_comparison(values: dict[str, dict[str, float]], ax: Any = None, 
             if math.isnan(y):
                 missing.append(x)
             else:
-                ax.text(x, y, f"{y:.1f}", ha="center", va="bottom", fontsize=7, rotation=90)
+                ax.text(x, y, f"{y:.1f}", ha="center", va="bottom", fontsize=fontsize, rotation=label_rotation)
     ax.set_xticks(range(len(groups)), groups)
     if ylim is not None:
         ax.set_ylim(*ylim)
@@ -406,10 +459,11 @@ def plot_method_comparison(values: dict[str, dict[str, float]], ax: Any = None, 
         bottom, top = ax.get_ylim()
         ax.set_ylim(bottom, top + 0.12 * (top - bottom))
     for x in missing:  # at the bottom of the visible range
-        ax.text(x, ax.get_ylim()[0], "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+        ax.text(x, ax.get_ylim()[0], "n/a", ha="center", va="bottom", fontsize=fontsize, rotation=label_rotation)
     if ylabel:
         ax.set_ylabel(ylabel)
-    ax.legend(frameon=False, fontsize=8, ncol=min(len(methods), 5), loc="upper center", bbox_to_anchor=(0.5, -0.08))
+    ax.legend(frameon=False, fontsize=fontsize, ncol=min(len(methods), 5), loc="upper center",
+              bbox_to_anchor=(0.5, -0.08))
     if title:
         ax.set_title(title)
     return ax
