@@ -13,6 +13,14 @@ gradient. Gradient hooks are not enough either: ``copy.deepcopy`` and pickling d
 2. :meth:`WeightGuard.restore_frozen` — after the step, write back the exact values every non-trainable
    entry had when the guard was made. Whatever the optimizer did to them is undone, bit for bit.
 
+For the optimizers people use — ``torch.optim.SGD``, ``Adam`` and ``AdamW``, with momentum, Nesterov,
+coupled or decoupled weight decay, AMSGrad, foreach or fused kernels — :meth:`WeightGuard.step` does the same
+job with less memory traffic: it masks the gradient *after* weight decay and lets the optimizer run with
+``weight_decay=0``. An entry whose gradient is exactly ``+0.0`` and whose optimizer state is exactly zero is
+then not moved at all (``p + (-lr) * 0 == p`` bit for bit, ``-0.0`` included), so nothing needs restoring; a
+frozen entry is never written. Every other optimizer, and these with options the argument does not cover, take
+the general path: mask, step, restore.
+
 Parameters are sorted once, when the guard is made, into *fully trainable* (nothing to do), *partly
 trainable* (the two masked operations above) and *fully frozen* (left out of :meth:`WeightGuard.parameters`,
 so the optimizer never sees them; restored too, in case a hand-written loop hands them over anyway).
@@ -22,8 +30,10 @@ synchronisation.
 
 from __future__ import annotations
 
+import math
+import weakref
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +57,7 @@ class _Partial:
     param: nn.Parameter
     keep: Tensor  # integer dtype of the parameter's element size: all ones where trainable, 0 elsewhere
     frozen_bits: Tensor  # the snapshot's bits where frozen, 0 where trainable
+    decay: Optional[tuple[float, Tensor]] = None  # (c, factor): c where trainable, 1 where frozen
 
     @classmethod
     def build(cls, param: nn.Parameter, trainable: Tensor) -> "_Partial":
@@ -67,14 +78,34 @@ class _Partial:
         if grad is not None:  # +0.0 exactly where frozen, even if the gradient there was inf or NaN
             grad.view(self.keep.dtype).bitwise_and_(self.keep)
 
+    def mask_state(self, value: Tensor) -> None:
+        """Zero the frozen entries of one optimizer-state tensor shaped like the parameter (bit-wise)."""
+        if value.shape == self.param.shape and value.element_size() == self.param.element_size():
+            value.view(self.keep.dtype).bitwise_and_(self.keep)
+
+    def decay_factor(self, c: float) -> Tensor:
+        """``c`` where trainable and exactly ``1`` where frozen, for decoupled weight decay ``p *= factor``.
+
+        Kept in float32 at least, as ``p.mul_(c)`` computes with ``c`` rounded to float32 (float64 for a
+        float64 parameter): the product is then the same bits as the optimizer's own. Rebuilt when ``c``
+        changes (a learning-rate schedule), so once per epoch, not per step.
+        """
+        if self.decay is None or self.decay[0] != c:
+            dtype = torch.promote_types(self.param.dtype, torch.float32)
+            factor = torch.full(self.param.shape, c, dtype=dtype, device=self.param.device)
+            factor.masked_fill_(self.keep == 0, 1.0)
+            self.decay = (c, factor)
+        return self.decay[1]
+
 
 @dataclass
 class WeightGuard:
     """Protects the non-trainable entries of a set of parameters during one training phase.
 
     Build one with :meth:`WeightGuard.from_specs` (or let :meth:`packnet.PackNet.training` build it), give
-    :meth:`parameters` to a fresh optimizer, and call :meth:`mask_gradients` before and
-    :meth:`restore_frozen` after every ``optimizer.step()``.
+    :meth:`parameters` to a fresh optimizer, and after every ``backward()`` call :meth:`step` — or, the
+    general form that works with any optimizer, :meth:`mask_gradients` before and :meth:`restore_frozen`
+    after ``optimizer.step()``.
 
     Examples:
         >>> layer = nn.Linear(3, 2)
@@ -86,11 +117,18 @@ class WeightGuard:
         >>> guard.mask_gradients(); opt.step(); guard.restore_frozen()
         >>> torch.equal(layer.weight[0], before)
         True
+        >>> layer(torch.randn(4, 3)).sum().backward()
+        >>> guard.step(opt)                            # the same, fused for SGD / Adam / AdamW
+        >>> torch.equal(layer.weight[0], before)
+        True
     """
 
     trainable_params: list[nn.Parameter] = field(default_factory=list)
     partial: list[_Partial] = field(default_factory=list)
     frozen: list[tuple[nn.Parameter, Tensor]] = field(default_factory=list)
+    _tracked: "weakref.WeakKeyDictionary[torch.optim.Optimizer, _Tracked]" = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False)
+    _fusing: bool = field(default=False, repr=False)
 
     @classmethod
     def from_specs(cls, specs: Sequence[tuple[nn.Parameter, TrainableSpec]]) -> "WeightGuard":
@@ -152,6 +190,144 @@ class WeightGuard:
         for param, snapshot in self.frozen:
             param.copy_(snapshot)
 
+    def fallback_reason(self, optimizer: torch.optim.Optimizer) -> Optional[str]:
+        """Why :meth:`step` takes the general path (mask, step, restore) for ``optimizer``; ``None`` if it fuses.
+
+        The fused step needs an optimizer of which a zero gradient and a zero state provably leave a weight's
+        bits alone: exactly ``torch.optim.SGD``, ``Adam`` or ``AdamW`` (a subclass may override ``step``),
+        finite float hyperparameters, ``eps > 0`` (else ``0 / 0``), and none of ``maximize``,
+        ``differentiable``, ``capturable``, sparse gradients or complex parameters.
+
+        Examples:
+            >>> p = nn.Parameter(torch.zeros(3))
+            >>> guard = WeightGuard.from_specs([(p, torch.tensor([True, False, True]))])
+            >>> guard.fallback_reason(torch.optim.AdamW([p])) is None
+            True
+            >>> guard.fallback_reason(torch.optim.RMSprop([p]))
+            'RMSprop is not SGD, Adam or AdamW (their subclasses may change step() too)'
+        """
+        kind = type(optimizer)
+        if kind not in _FUSED:
+            return f"{kind.__name__} is not SGD, Adam or AdamW (their subclasses may change step() too)"
+        for group in optimizer.param_groups:
+            for flag in ("maximize", "differentiable", "capturable"):
+                if group.get(flag, False):
+                    return f"{flag}=True"
+            hyper = [group["lr"], group["weight_decay"]]
+            hyper += [*group["betas"], group["eps"]] if "betas" in group else [group["momentum"],
+                                                                                group["dampening"]]
+            if any(isinstance(h, Tensor) for h in hyper):
+                return "a tensor hyperparameter (lr, betas, eps, momentum or weight decay)"
+            if not all(math.isfinite(h) for h in hyper):
+                return "a non-finite hyperparameter"
+            if "eps" in group and not group["eps"] > 0:
+                return "eps <= 0 (a zero gradient and a zero state would give 0 / 0)"
+            dtypes = set()
+            for p in group["params"]:
+                if p.is_complex():
+                    return "a complex parameter"
+                if p.grad is not None and p.grad.is_sparse:
+                    return "a sparse gradient"
+                dtypes.add(p.dtype)
+            if "eps" in group and any(_underflows(group["eps"], d) for d in dtypes):
+                return f"eps={group['eps']:g} rounds to 0 in a parameter's dtype (0 / 0 again)"
+        return None
+
+    def step(self, optimizer: torch.optim.Optimizer, *, fused: bool = True) -> None:
+        """One guarded ``optimizer.step()``: afterwards every frozen entry has its snapshot's exact bits.
+
+        Call it after ``backward()`` instead of ``mask_gradients(); optimizer.step(); restore_frozen()``.
+        When :meth:`fallback_reason` is ``None`` (SGD, Adam, AdamW) and ``fused`` is true, it is one pass
+        fewer over every partly trainable weight and never writes a frozen entry:
+
+        1. weight decay is applied here, as the optimizer would — coupled (``grad += wd * p``, in place) or
+           decoupled (``p *= 1 - lr * wd``, with factor 1 on frozen entries) —, then the gradients are masked
+           (frozen entries exactly ``+0.0``);
+        2. the optimizer steps with ``weight_decay=0`` (put back afterwards, whatever happens).
+
+        Its optimizer state is zero on frozen entries — it starts empty, and is zeroed there when the guard
+        first sees an optimizer that has stepped before, or one that stepped or loaded a state dict without
+        this method since —, so the update there is exactly ``+0.0`` and ``p + (-lr) * 0`` is ``p``, bit for
+        bit. On trainable entries the result is the optimizer's own (bit-identical with the general path for
+        the single-tensor and foreach kernels; the tests check it). After the step, the ``.grad`` of a
+        parameter in a group with coupled weight decay holds the decayed, masked gradient the update used.
+
+        Args:
+            optimizer: built from :meth:`parameters` (extra parameters it holds learn freely; fully frozen
+                ones it holds are left alone).
+            fused: ``False`` forces the general path.
+        """
+        if not fused or self.fallback_reason(optimizer) is not None:
+            self.mask_gradients()
+            optimizer.step()
+            self.restore_frozen()
+            return
+        self._adopt(optimizer)
+        index = {id(part.param): part for part in self.partial}
+        frozen = {id(p) for p, _ in self.frozen}
+        decay_off: list[tuple[dict, Any]] = []
+        try:
+            with torch.no_grad():
+                for group in optimizer.param_groups:
+                    wd = group["weight_decay"]
+                    decoupled = kind_is_decoupled(optimizer, group)
+                    c = 1 - group["lr"] * wd
+                    for p in group["params"]:
+                        if id(p) in frozen:
+                            p.grad = None  # the optimizer skips a parameter without a gradient
+                            continue
+                        if p.grad is None:
+                            continue
+                        part = index.get(id(p))
+                        if wd != 0:
+                            if decoupled:
+                                p.mul_(c if part is None else part.decay_factor(c))
+                            else:
+                                p.grad.add_(p, alpha=wd)
+                        if part is not None:
+                            part.mask_gradient()
+                    if wd != 0:
+                        decay_off.append((group, wd))
+                        group["weight_decay"] = 0.0
+            self._fusing = True
+            optimizer.step()
+        finally:
+            self._fusing = False
+            for group, wd in decay_off:
+                group["weight_decay"] = wd
+
+    def _adopt(self, optimizer: torch.optim.Optimizer) -> None:
+        """Make ``optimizer``'s state zero on frozen entries if it may not be (first sight, or stepped or
+        loaded without :meth:`step` since), and watch it for such steps from now on."""
+        record = self._tracked.get(optimizer)
+        if record is None:
+            record = self._tracked[optimizer] = _Tracked()
+            me = weakref.ref(self)
+
+            def stepped_outside(opt: torch.optim.Optimizer, *_: Any) -> None:
+                guard = me()
+                if guard is not None and not guard._fusing and opt in guard._tracked:
+                    guard._tracked[opt].clean = False
+
+            record.handles.append(optimizer.register_step_pre_hook(stepped_outside))
+            if hasattr(optimizer, "register_load_state_dict_post_hook"):
+                record.handles.append(optimizer.register_load_state_dict_post_hook(stepped_outside))
+        if not record.clean:
+            with torch.no_grad():
+                for part in self.partial:
+                    for value in optimizer.state.get(part.param, {}).values():
+                        if isinstance(value, Tensor):
+                            part.mask_state(value)
+            record.clean = True
+
+    def close(self) -> None:
+        """Remove the hooks :meth:`step` put on optimizers (:meth:`packnet.PackNet.training` calls this on
+        exit)."""
+        for record in list(self._tracked.values()):
+            for handle in record.handles:
+                handle.remove()
+        self._tracked.clear()
+
     @torch.no_grad()
     def changed_frozen(self) -> list[nn.Parameter]:
         """The parameters of which a frozen entry no longer has its snapshot's exact bits.
@@ -165,6 +341,28 @@ class WeightGuard:
         changed = [part.param for part in self.partial if part.changed()]
         changed += [param for param, snapshot in self.frozen if not _same_bits(param, snapshot)]
         return changed
+
+
+_FUSED = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
+"""The optimizer types :meth:`WeightGuard.step` fuses (exact types, not subclasses)."""
+
+
+@dataclass
+class _Tracked:
+    """What a guard knows about one optimizer: whether its state is zero on frozen entries, and its hooks."""
+
+    clean: bool = False
+    handles: list = field(default_factory=list)
+
+
+def kind_is_decoupled(optimizer: torch.optim.Optimizer, group: dict) -> bool:
+    """Whether ``group``'s weight decay is decoupled (AdamW's ``p *= 1 - lr * wd``) or coupled (``g += wd * p``)."""
+    return isinstance(optimizer, torch.optim.AdamW) or bool(group.get("decoupled_weight_decay", False))
+
+
+def _underflows(value: float, dtype: torch.dtype) -> bool:
+    """Whether a positive ``value`` rounds to 0 in ``dtype`` (float16 has no 1e-8)."""
+    return dtype.is_floating_point and float(torch.tensor(value, dtype=dtype)) == 0.0
 
 
 def _same_bits(a: Tensor, b: Tensor) -> bool:

@@ -136,6 +136,10 @@ class PackNet:
         self.task_inference: Optional["TaskInference"] = None
         """What recognises each task without its id (:mod:`packnet.task_inference`), once
         :meth:`calibrate_task_inference` was called; ``None`` before."""
+        self.fused_step = True
+        """Whether :meth:`train_task` and :meth:`retrain` step with :meth:`WeightGuard.step`'s fused path
+        (SGD, Adam, AdamW; one pass fewer per weight). ``False`` forces the general path, mask, step,
+        restore; frozen weights are bit-identical either way."""
 
     # ------------------------------------------------------------------ roles of parameters
     @property
@@ -326,6 +330,7 @@ class PackNet:
                         b.copy_(buffer_backup[n])
                 for p, flag in grad_flags:
                     p.requires_grad_(flag)
+                guard.close()
         if moved and completed:
             warnings.warn(f"frozen buffers {moved} changed during training({task_id!r}) (a BatchNorm layer "
                           "put in train mode?) and were restored: the task trained with statistics it will "
@@ -355,7 +360,8 @@ class PackNet:
                                 device=device if device is not None else self._device(),
                                 after_backward=guard.mask_gradients, after_step=guard.restore_frozen, amp=amp,
                                 progress=progress, desc=desc, on_step=count_step,
-                                scheduler=None if scheduler is None else scheduler(opt))
+                                scheduler=None if scheduler is None else scheduler(opt),
+                                step=lambda: guard.step(opt, fused=self.fused_step))
 
     @staticmethod
     def _check_fit_args(loader: Iterable, epochs: int, optimizer: Any, scheduler: Any) -> None:

@@ -110,7 +110,7 @@ def train_epochs(model: nn.Module, loader: Iterable, epochs: int, optimizer: tor
                  after_backward: Optional[Callable[[], None]] = None,
                  after_step: Optional[Callable[[], None]] = None, amp: bool = False, progress: bool = True,
                  desc: str = "train", on_step: Optional[Callable[[], None]] = None,
-                 scheduler: Any = None) -> list[dict[str, float]]:
+                 scheduler: Any = None, step: Optional[Callable[[], None]] = None) -> list[dict[str, float]]:
     """Run ``epochs`` passes of minibatch training and return one ``{"epoch", "loss", "accuracy"}`` row each.
 
     Each step: forward, loss, backward, ``after_backward()`` (PackNet: mask gradients), ``optimizer.step()``,
@@ -131,6 +131,9 @@ def train_epochs(model: nn.Module, loader: Iterable, epochs: int, optimizer: tor
         desc: the bar's label.
         on_step: called after every completed step (e.g. to count steps).
         scheduler: a learning-rate scheduler of ``optimizer``; ``scheduler.step()`` after every epoch.
+        step: called after ``backward()`` *instead of* ``after_backward(); optimizer.step(); after_step()``
+            (PackNet: :meth:`~packnet.WeightGuard.step`, the fused guarded step); ignored under a CUDA
+            ``GradScaler``, which must drive the step itself.
 
     Returns:
         Per-epoch mean training loss and accuracy (accuracy 0.0 when outputs are not class logits).
@@ -165,13 +168,18 @@ def train_epochs(model: nn.Module, loader: Iterable, epochs: int, optimizer: tor
                         after_backward()
                     scaler.step(optimizer)
                     scaler.update()
+                    if after_step is not None:
+                        after_step()
+                elif step is not None:
+                    loss.backward()
+                    step()
                 else:
                     loss.backward()
                     if after_backward is not None:
                         after_backward()
                     optimizer.step()
-                if after_step is not None:
-                    after_step()
+                    if after_step is not None:
+                        after_step()
                 if on_step is not None:
                     on_step()
                 with torch.no_grad():

@@ -155,14 +155,17 @@ def run_phase(pn: PackNet, phase: str, loader, optimizer, **kwargs) -> None:
     call(1, loader, 2, optimizer=optimizer, progress=False, **kwargs)
 
 
+@pytest.mark.parametrize("step", ["fused", "general"])
 @pytest.mark.parametrize("policy", ["first_task", "per_task"])
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("phase", ["train", "retrain"])
 @pytest.mark.parametrize("point", POINTS)
 def test_a_fault_anywhere_in_a_step_loses_nothing_and_the_phase_can_be_run_again(
-        one_task_learned, point, phase, optimizer, policy):
+        one_task_learned, point, phase, optimizer, policy, step):
+    """On both training-step paths (WeightGuard.step fused for these optimizers, and the general one)."""
     pn = copy.deepcopy(one_task_learned[policy, optimizer])
     pn._test_optimizer = optimizer
+    pn.fused_step = step == "fused"
     make = OPTIMIZERS[optimizer]
     if phase == "retrain":
         pn.train_task(1, batches(1), 1, optimizer=make, progress=False)
