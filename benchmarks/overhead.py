@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What PackNet costs on top of plain PyTorch, measured in one run on the same model and batch.
 
-    python benchmarks/overhead.py                 # full run (~2-3 min on a 2-core CPU)
+    python benchmarks/overhead.py                 # full run (~5 min on a 2-core CPU)
     python benchmarks/overhead.py --quick         # smoke run (~20 s): fewer repeats, 14 M weights to prune
     python benchmarks/overhead.py --device cuda   # on a GPU (also checks a training step makes no host sync)
     python benchmarks/overhead.py --json          # one JSON object on stdout instead of the tables
@@ -10,8 +10,11 @@ Four measurements (see benchmarks/README.md for what each one means):
 
 1. train step   — a PackNet training step of a *second* task (the first one pruned and frozen, so every
                   prunable weight has a partial trainable mask) / the plain step of an identical model copy;
-                  MLP 784-1024-1024-10 and the small CNN, batch 128, SGD (momentum 0.9) and AdamW; plus
-                  the time of ``guard.mask_gradients()`` and ``guard.restore_frozen()`` on their own.
+                  MLP 784-1024-1024-10 and the small CNN, batch 128, SGD (momentum 0.9) and AdamW, on both
+                  paths: *fused* (``guard.step(opt)``, what ``train_task`` runs) and *general*
+                  (``mask_gradients(); opt.step(); restore_frozen()``, the fallback for any optimizer); the
+                  time of ``guard.mask_gradients()`` and ``guard.restore_frozen()`` on their own; and the
+                  same ratios for MLP widths 256 / 1024 / 4096 (``--widths``), to show how they scale.
 2. task forward — one forward inside ``with pn.task(0):`` (entered once) / the plain forward; and the cost of
                   entering and leaving the context.
 3. prune        — ``prune_mask`` per layer and ``global_prune_masks`` over VGG-16's weight shapes (138 M
@@ -88,6 +91,7 @@ class Report:
     env: dict[str, Any] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
     breakdown: list[dict[str, Any]] = field(default_factory=list)
+    scaling: list[dict[str, Any]] = field(default_factory=list)
     sync_checks: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -127,12 +131,28 @@ def print_report(rep: Report) -> None:
         print("\nnotes:\n" + "\n".join(notes))
     if rep.breakdown:
         print("\nwhere the training-step overhead goes (each part timed on its own, same rounds):")
-        header = ["case", "plain step", "packnet step", "extra", "mask_gradients", "restore_frozen",
+        header = ["case", "plain step", "fused step", "general step", "mask_gradients", "restore_frozen",
                   "mask+restore / plain"]
-        body = [[b["case"], fmt_value(b["plain_step_s"], "s"), fmt_value(b["packnet_step_s"], "s"),
-                 fmt_value(b["extra_s"], "s") if b["extra_s"] >= 0 else "-" + fmt_value(-b["extra_s"], "s"),
-                 fmt_value(b["mask_gradients_s"], "s"), fmt_value(b["restore_frozen_s"], "s"),
-                 f"{100 * b['guard_fraction']:.1f} %"] for b in rep.breakdown]
+        body = [[b["case"], fmt_value(b["plain_step_s"], "s"), fmt_value(b["fused_step_s"], "s"),
+                 fmt_value(b["packnet_step_s"], "s"), fmt_value(b["mask_gradients_s"], "s"),
+                 fmt_value(b["restore_frozen_s"], "s"), f"{100 * b['guard_fraction']:.1f} %"]
+                for b in rep.breakdown]
+        print(table(header, body))
+    if rep.scaling:
+        widths = sorted({s["hidden"] for s in rep.scaling})
+        print("\nhow the train-step ratio grows with width (MLP 784-h-h-10, batch 128, task 0 frozen):")
+        header = ["optimizer", "path"] + [f"h={h}" for h in widths]
+        cells = {(s["optimizer"], s["path"], s["hidden"]): s for s in rep.scaling}
+        body = []
+        for opt_name in dict.fromkeys(s["optimizer"] for s in rep.scaling):
+            for path in PATHS:
+                body.append([opt_name, path] + [f"{cells[opt_name, path, h]['ratio']:.3f}"
+                                                if (opt_name, path, h) in cells else "-" for h in widths])
+        first = [s for s in rep.scaling if s["path"] == "fused" and s["optimizer"] == rep.scaling[0]["optimizer"]]
+        body.append(["(weights)", ""] + [f"{next(s['weights'] for s in first if s['hidden'] == h) / 1e6:.2f} M"
+                                         for h in widths])
+        body.append(["(plain step)", ""] + [fmt_value(next(s["plain_step_s"] for s in first if s["hidden"] == h),
+                                                      "s") for h in widths])
         print(table(header, body))
     if rep.sync_checks:
         print("\nCUDA host-device synchronisation check (one PackNet step under set_sync_debug_mode('error')):")
@@ -181,19 +201,19 @@ def timed_once(fn: Callable[[], Any], device: torch.device) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- scenario
-def build_models(kind: str, device: torch.device) -> nn.Module:
+def build_models(kind: str, device: torch.device, hidden: int = 1024) -> nn.Module:
     if kind == "mlp":
-        return mlp(range(2), 10, hidden=(1024, 1024)).to(device)  # 784-1024-1024-10, 1.86 M weights
+        return mlp(range(2), 10, hidden=(hidden, hidden)).to(device)  # 784-1024-1024-10: 1.86 M weights
     return small_cnn(range(2), 10).to(device)
 
 
-def second_task_scenario(kind: str, device: torch.device, seed: int):
+def second_task_scenario(kind: str, device: torch.device, seed: int, hidden: int = 1024):
     """PackNet with task 0 trained (3 steps), pruned (75 %) and frozen; plus a deep copy of the model then.
 
     Returns ``(pn, model, plain, x, y)``; ``plain`` is an independent ``nn.Module`` with the same weights.
     """
     torch.manual_seed(seed)
-    model = build_models(kind, device)
+    model = build_models(kind, device, hidden)
     pn = PackNet(model, prune_ratio=PRUNE_RATIO)
     x = torch.randn(BATCH, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (BATCH,), device=device)
@@ -237,15 +257,18 @@ OPTIMIZERS: dict[str, Callable[[list], torch.optim.Optimizer]] = {
 }
 
 PLAIN_STEP = "popt.zero_grad(set_to_none=True); F.cross_entropy(plain(x), y).backward(); popt.step()"
-PACKNET_STEP = ("opt.zero_grad(set_to_none=True); F.cross_entropy(model(x), y).backward(); "
-                "guard.mask_gradients(); opt.step(); guard.restore_frozen()")
+FUSED_STEP = "opt.zero_grad(set_to_none=True); F.cross_entropy(model(x), y).backward(); guard.step(opt)"
+GENERAL_STEP = ("gopt.zero_grad(set_to_none=True); F.cross_entropy(model(x), y).backward(); "
+                "guard.mask_gradients(); gopt.step(); guard.restore_frozen()")
+PATHS = {"fused": FUSED_STEP, "general": GENERAL_STEP}
+"""The two PackNet steps: ``guard.step(opt)`` (what ``train_task`` runs for SGD / Adam / AdamW) and the
+general path any optimizer can take. Each has its own optimizer, so neither disturbs the other's state."""
 
 
-def bench_model(kind: str, args: argparse.Namespace, device: torch.device, rep: Report) -> None:
-    pn, model, plain, x, y = second_task_scenario(kind, device, args.seed)
+def bench_task_forward(kind: str, args: argparse.Namespace, pn: PackNet, model: nn.Module, plain: nn.Module,
+                       x: torch.Tensor, rep: Report) -> None:
+    """2. task forward: ``pn.task(0)`` entered once, then plain-speed forwards; plus entering it."""
     label = {"mlp": "MLP 784-1024-1024-10", "cnn": "small CNN"}[kind]
-
-    # ---- 2. task forward: pn.task(0) entered once, then plain-speed forwards.
     fwd_plain = copy.deepcopy(plain)
     fwd_plain.eval()
     set_active(fwd_plain, 0)
@@ -256,7 +279,8 @@ def bench_model(kind: str, args: argparse.Namespace, device: torch.device, rep: 
     try:
         timers = {"plain": Timer("with torch.no_grad(): plain(x)", globals=g, num_threads=args.threads),
                   "packnet": Timer("with torch.no_grad(): model(x)", globals=g, num_threads=args.threads)}
-        t = interleaved(timers, {"plain": args.number * 4, "packnet": args.number * 4}, args.rounds)
+        # Twice the rounds of the training steps: a forward is short, so its per-round ratio is noisier.
+        t = interleaved(timers, {"plain": args.number * 4, "packnet": args.number * 4}, 2 * args.rounds)
     finally:
         ctx.__exit__(None, None, None)
     b, p, ratio, spread = paired(t["plain"], t["packnet"])
@@ -269,7 +293,18 @@ def bench_model(kind: str, args: argparse.Namespace, device: torch.device, rep: 
                         note=f"entering and leaving the context once costs {e / b:.2f} plain forwards "
                              f"of {label} (batch {BATCH}); ratio = that count, no goal"))
 
-    # ---- 1. training step of task 1 with task 0 frozen.
+
+def bench_train_step(kind: str, args: argparse.Namespace, device: torch.device, rep: Report, *,
+                     hidden: int = 1024, number: Optional[int] = None, main: bool = True) -> None:
+    """1. the training step of task 1 with task 0 frozen: plain, fused and general, interleaved.
+
+    ``main``: the headline rows (with goals), the task forward and the breakdown; otherwise only the
+    width-scaling entries.
+    """
+    pn, model, plain, x, y = second_task_scenario(kind, device, args.seed, hidden)
+    if main:
+        bench_task_forward(kind, args, pn, model, plain, x, rep)
+    number = number or args.number
     pn.start_task(1)
     ctx = pn.training(1)
     guard = ctx.__enter__()
@@ -278,41 +313,69 @@ def bench_model(kind: str, args: argparse.Namespace, device: torch.device, rep: 
         mirror(model, plain)
         set_active(plain, 1)
         for opt_name in args.optimizers:
-            log(f"[{kind}] train step, {opt_name}")
+            log(f"[{kind} {hidden if kind == 'mlp' else ''}] train step, {opt_name}")
             opt = OPTIMIZERS[opt_name](guard.parameters())
+            gopt = OPTIMIZERS[opt_name](guard.parameters())
             popt = OPTIMIZERS[opt_name](list(plain.parameters()))
+            assert guard.fallback_reason(opt) is None, guard.fallback_reason(opt)
             g = {"torch": torch, "F": F, "model": model, "plain": plain, "x": x, "y": y, "opt": opt,
-                 "popt": popt, "guard": guard}
-            timers = {
-                "plain": Timer(PLAIN_STEP, globals=g, num_threads=args.threads),
-                "packnet": Timer(PACKNET_STEP, globals=g, num_threads=args.threads),
-                # Both are idempotent, so they can be timed on their own right after the steps above.
-                "mask_gradients": Timer("guard.mask_gradients()", globals=g, num_threads=args.threads),
-                "restore_frozen": Timer("guard.restore_frozen()", globals=g, num_threads=args.threads),
-            }
-            numbers = {"plain": args.number, "packnet": args.number,
-                       "mask_gradients": args.number * 5, "restore_frozen": args.number * 5}
+                 "gopt": gopt, "popt": popt, "guard": guard}
+            timers = {"plain": Timer(PLAIN_STEP, globals=g, num_threads=args.threads)}
+            timers.update({path: Timer(stmt, globals=g, num_threads=args.threads)
+                           for path, stmt in PATHS.items()})
+            numbers = dict.fromkeys(timers, number)
+            if main:  # both are idempotent, so they can be timed on their own right after the steps
+                timers["mask_gradients"] = Timer("guard.mask_gradients()", globals=g, num_threads=args.threads)
+                timers["restore_frozen"] = Timer("guard.restore_frozen()", globals=g, num_threads=args.threads)
+                numbers.update(mask_gradients=number * 5, restore_frozen=number * 5)
             t = interleaved(timers, numbers, args.rounds)
-            b, p, ratio, spread = paired(t["plain"], t["packnet"])
-            rep.rows.append(Row("train step", f"{kind} {opt_name}", p, b, ratio, TRAIN_GOAL, spread=spread))
-            mg, rf = statistics.median(t["mask_gradients"]), statistics.median(t["restore_frozen"])
-            rep.breakdown.append({
-                "case": f"{kind} {opt_name}", "plain_step_s": b, "packnet_step_s": p, "extra_s": p - b,
-                "mask_gradients_s": mg, "restore_frozen_s": rf, "guard_fraction": (mg + rf) / b,
-                "partial_parameters": n_partial,
-            })
-            if device.type == "cuda":
-                rep.sync_checks.append(cuda_sync_check(f"{kind} {opt_name}", g))
+            weights = sum(p.numel() for p in model.parameters())
+            for path in PATHS:
+                b, p, ratio, spread = paired(t["plain"], t[path])
+                if main:
+                    rep.rows.append(Row("train step", f"{kind} {opt_name}, {path}", p, b, ratio,
+                                        TRAIN_GOAL if path == "fused" else None, spread=spread,
+                                        note=("fused: guard.step(opt), what train_task runs; general: "
+                                              "mask_gradients(); step(); restore_frozen(), any optimizer"
+                                              if (opt_name, path, kind) == (args.optimizers[0], "general",
+                                                                            "mlp") else "")))
+                if kind == "mlp":
+                    rep.scaling.append({"optimizer": opt_name, "path": path, "hidden": hidden,
+                                        "weights": weights, "plain_step_s": b, "ratio": ratio,
+                                        "spread": spread})
+            if main:
+                b = statistics.median(t["plain"])
+                p = statistics.median(t["general"])
+                mg, rf = statistics.median(t["mask_gradients"]), statistics.median(t["restore_frozen"])
+                rep.breakdown.append({
+                    "case": f"{kind} {opt_name}", "plain_step_s": b, "packnet_step_s": p, "extra_s": p - b,
+                    "fused_step_s": statistics.median(t["fused"]),
+                    "mask_gradients_s": mg, "restore_frozen_s": rf, "guard_fraction": (mg + rf) / b,
+                    "partial_parameters": n_partial,
+                })
+                if device.type == "cuda":
+                    for path, stmt in PATHS.items():
+                        rep.sync_checks.append(cuda_sync_check(f"{kind} {opt_name} {path}", stmt, g))
     finally:
         ctx.__exit__(None, None, None)
 
 
-def cuda_sync_check(case: str, g: dict[str, Any]) -> dict[str, Any]:
+def bench_scaling(args: argparse.Namespace, device: torch.device, rep: Report) -> None:
+    """How the train-step ratio moves with the MLP's width: the same scenario at each hidden width."""
+    for hidden in args.widths:
+        if hidden == 1024:
+            continue  # measured with the headline rows
+        # About the same time per round at every width: a step's cost grows like hidden squared.
+        number = max(2, round(args.number * (1024 / hidden) ** 2))
+        bench_train_step("mlp", args, device, rep, hidden=hidden, number=number, main=False)
+
+
+def cuda_sync_check(case: str, stmt: str, g: dict[str, Any]) -> dict[str, Any]:
     """Run one PackNet step with CUDA's sync debug mode set to raise on any host-device synchronisation."""
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        exec(PACKNET_STEP, dict(g))
+        exec(stmt, dict(g))
         result = {"case": case, "synchronizes": False, "result": "no host-device sync (ok)"}
     except RuntimeError as err:
         result = {"case": case, "synchronizes": True, "result": f"SYNCHRONIZES: {str(err).splitlines()[0]}"}
@@ -420,12 +483,16 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--skip", nargs="*", default=[], choices=["train", "prune", "bytes"],
                     help="sections to leave out (train also skips the task forward)")
     ap.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=list(OPTIMIZERS))
+    ap.add_argument("--widths", nargs="*", type=int, default=None,
+                    help="MLP hidden widths for the scaling table (256 1024 4096; quick: 256 1024)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     args.rounds = args.rounds or (3 if args.quick else 7)
     # A CUDA step of these small models takes well under a millisecond: more steps per timed block there.
     args.number = args.number or ((3 if args.quick else 10) * (5 if args.device == "cuda" else 1))
     args.prune_repeats = args.prune_repeats or (2 if args.quick else 3)
+    if args.widths is None:
+        args.widths = [256, 1024] if args.quick else [256, 1024, 4096]
     return args
 
 
@@ -440,7 +507,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     start = time.perf_counter()
     if "train" not in args.skip:
         for kind in ("mlp", "cnn"):
-            bench_model(kind, args, device, rep)
+            bench_train_step(kind, args, device, rep)
+        bench_scaling(args, device, rep)
         if device.type != "cuda":
             rep.sync_checks = []  # the CUDA sync check only means something on CUDA; skipped on CPU
     if "prune" not in args.skip:
@@ -454,6 +522,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         out = {"env": rep.env,
                "rows": [{**asdict(r), "met": r.met} for r in rep.rows],
                "breakdown": rep.breakdown,
+               "scaling": rep.scaling,
                "cuda_sync_check": rep.sync_checks if device.type == "cuda" else "skipped (not on CUDA)"}
         print(json.dumps(out, indent=2))
     else:

@@ -277,8 +277,8 @@ class PackNet:
 
         Inside: the model is in train mode (BatchNorm layers in eval mode when their statistics are frozen),
         the task's head is active, fully frozen parameters have ``requires_grad=False``. Build the optimizer
-        from ``guard.parameters()`` and call ``guard.mask_gradients()`` / ``guard.restore_frozen()`` around
-        every ``step()``. Everything is put back on exit.
+        from ``guard.parameters()`` and step with ``guard.step(opt)`` (or call ``guard.mask_gradients()`` /
+        ``guard.restore_frozen()`` around every ``opt.step()``). Everything is put back on exit.
 
         On exit — normal or by any exception, ``KeyboardInterrupt`` included, even one raised inside
         ``optimizer.step()`` — every frozen entry (earlier tasks' weights, other heads, frozen shared
@@ -294,7 +294,7 @@ class PackNet:
             ...     opt = torch.optim.AdamW(guard.parameters(), lr=1e-3, weight_decay=1e-2)
             ...     loss = nn.functional.cross_entropy(model(torch.randn(8, 4)), torch.zeros(8, dtype=torch.long))
             ...     opt.zero_grad(); loss.backward()
-            ...     guard.mask_gradients(); opt.step(); guard.restore_frozen()
+            ...     guard.step(opt)
         """
         self._refuse_in_view("train")
         if task_id != self.current:

@@ -112,12 +112,14 @@ def schedule_ratio(schedule: Union[float, Sequence[float]], position: int) -> fl
     return schedule[position - 1]
 
 
-def _scores(weight: Tensor, candidates: Tensor, scores: Optional[Tensor] = None) -> Tensor:
+def _scores(weight: Tensor, candidates: Tensor, scores: Optional[Tensor] = None, *,
+            everywhere: bool = False) -> Tensor:
     """|w| (or ``scores``) on candidates as float32, +inf elsewhere (so non-candidates are never among the k
-    smallest)."""
+    smallest); ``everywhere=True`` says every entry is a candidate, which saves that pass."""
     inf = torch.tensor(float("inf"), dtype=torch.float32, device=weight.device)
     if scores is None:
-        return torch.where(candidates, weight.detach().abs().float(), inf)
+        magnitudes = weight.detach().abs().float()
+        return magnitudes if everywhere else torch.where(candidates, magnitudes, inf)
     if scores.shape != weight.shape:
         raise ValueError(f"scores shape {tuple(scores.shape)} != weight shape {tuple(weight.shape)}: a criterion "
                          "scores every entry of the weight")
@@ -175,10 +177,17 @@ def prune_mask(weight: Tensor, candidates: Tensor, prune_ratio: float, *,
     k = num_to_prune(n, prune_ratio)
     if k == 0:
         return torch.zeros_like(candidates)
-    ranked = _scores(weight, candidates, scores)
+    everywhere = n == candidates.numel()
+    ranked = _scores(weight, candidates, scores, everywhere=everywhere)
     threshold = torch.kthvalue(ranked.flatten(), k).values
-    n_below = _count(ranked < threshold)
-    return _select_smallest(ranked, threshold, k - n_below) & candidates  # never a non-candidate (NaN weights)
+    # One pass selects everything up to the threshold; only if several entries equal the k-th value and not
+    # all of them fit are the last of those ties (in flat order) put back: a second pass over the ties only.
+    selected = ranked <= threshold
+    extra = _count(selected) - k
+    if extra > 0:
+        ties = (ranked.flatten() == threshold).nonzero().squeeze(1)
+        selected.view(-1)[ties[ties.numel() - extra:]] = False
+    return selected if everywhere else selected & candidates  # never a non-candidate (+inf or NaN ranks)
 
 
 def _float_bits(scores: Tensor) -> Tensor:
