@@ -30,6 +30,7 @@ synchronisation.
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from dataclasses import dataclass, field
@@ -129,6 +130,7 @@ class WeightGuard:
     _tracked: "weakref.WeakKeyDictionary[torch.optim.Optimizer, _Tracked]" = field(
         default_factory=weakref.WeakKeyDictionary, repr=False)
     _fusing: bool = field(default=False, repr=False)
+    _lookup: Optional[tuple] = field(default=None, repr=False)
 
     @classmethod
     def from_specs(cls, specs: Sequence[tuple[nn.Parameter, TrainableSpec]]) -> "WeightGuard":
@@ -263,8 +265,7 @@ class WeightGuard:
             self.restore_frozen()
             return
         self._adopt(optimizer)
-        index = {id(part.param): part for part in self.partial}
-        frozen = {id(p) for p, _ in self.frozen}
+        index, frozen = self._index()
         decay_off: list[tuple[dict, Any]] = []
         try:
             with torch.no_grad():
@@ -295,6 +296,13 @@ class WeightGuard:
             self._fusing = False
             for group, wd in decay_off:
                 group["weight_decay"] = wd
+
+    def _index(self) -> tuple[dict[int, _Partial], set[int]]:
+        """The partly trainable parameters by ``id`` and the ids of the fully frozen ones (built once)."""
+        key = (len(self.partial), len(self.frozen))
+        if self._lookup is None or self._lookup[0] != key:
+            self._lookup = (key, {id(part.param): part for part in self.partial}, {id(p) for p, _ in self.frozen})
+        return self._lookup[1], self._lookup[2]
 
     def _adopt(self, optimizer: torch.optim.Optimizer) -> None:
         """Make ``optimizer``'s state zero on frozen entries if it may not be (first sight, or stepped or
@@ -360,6 +368,7 @@ def kind_is_decoupled(optimizer: torch.optim.Optimizer, group: dict) -> bool:
     return isinstance(optimizer, torch.optim.AdamW) or bool(group.get("decoupled_weight_decay", False))
 
 
+@functools.lru_cache(maxsize=64)
 def _underflows(value: float, dtype: torch.dtype) -> bool:
     """Whether a positive ``value`` rounds to 0 in ``dtype`` (float16 has no 1e-8)."""
     return dtype.is_floating_point and float(torch.tensor(value, dtype=dtype)) == 0.0
