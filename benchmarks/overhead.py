@@ -17,8 +17,9 @@ Four measurements (see benchmarks/README.md for what each one means):
                   same ratios for MLP widths 256 / 1024 / 4096 (``--widths``), to show how they scale.
 2. task forward — one forward inside ``with pn.task(0):`` (entered once) / the plain forward; and the cost of
                   entering and leaving the context.
-3. prune        — ``prune_mask`` per layer and ``global_prune_masks`` over VGG-16's weight shapes (138 M
-                  weights) / one ``torch.kthvalue`` pass per tensor.
+3. prune        — ``prune_mask`` per layer (every entry a candidate, and half of them) and
+                  ``global_prune_masks`` over VGG-16's weight shapes (138 M weights) / one ``torch.kthvalue``
+                  pass per tensor.
 4. mask bytes   — bytes of mask per prunable weight: PackNet's uint8 owner maps / one bool mask per task.
 
 Methodology: ``torch.utils.benchmark.Timer`` (same thread count both sides, accelerator synchronisation) with
@@ -58,6 +59,7 @@ from _common import cpu_model, sync, table  # noqa: E402  (benchmarks/ is on sys
 
 TRAIN_GOAL = 1.05
 FORWARD_GOAL = 1.02
+PRUNE_GOAL = 1.5
 PRUNE_RATIO = 0.75
 BATCH = 128
 
@@ -391,6 +393,8 @@ def bench_prune(args: argparse.Namespace, device: torch.device, rep: Report) -> 
     gen = torch.Generator(device=device).manual_seed(args.seed)
     weights = [torch.empty(s, device=device).normal_(0, 0.01, generator=gen) for s in shapes]
     cands = [torch.ones(s, dtype=torch.bool, device=device) for s in shapes]
+    # A later task's view: half the entries (at random) already owned by earlier tasks, so not candidates.
+    halves = [torch.empty(s, device=device).uniform_(generator=gen) < 0.5 for s in shapes]
     n = sum(w.numel() for w in weights)
     ks = [int(round(PRUNE_RATIO * w.numel())) for w in weights]
     what = f"{len(shapes)} VGG-16 {'conv ' if args.quick else ''}weight tensors, {n / 1e6:.1f} M weights"
@@ -404,6 +408,10 @@ def bench_prune(args: argparse.Namespace, device: torch.device, rep: Report) -> 
         for w, c in zip(weights, cands):
             prune_mask(w, c, PRUNE_RATIO)
 
+    def layer_half_pass() -> None:
+        for w, c in zip(weights, halves):
+            prune_mask(w, c, PRUNE_RATIO)
+
     def global_pass() -> None:
         global_prune_masks(weights, cands, PRUNE_RATIO)
 
@@ -411,20 +419,23 @@ def bench_prune(args: argparse.Namespace, device: torch.device, rep: Report) -> 
     small_w, small_c = weights[:2], cands[:2]
     torch.kthvalue(small_w[1].flatten(), 10)
     prune_mask(small_w[1], small_c[1], PRUNE_RATIO)
+    prune_mask(small_w[1], halves[1], PRUNE_RATIO)
     global_prune_masks(small_w, small_c, PRUNE_RATIO)
-    passes = {"kthvalue": kth_pass, "layer": layer_pass, "global": global_pass}
+    passes = {"kthvalue": kth_pass, "layer": layer_pass, "layer_half": layer_half_pass, "global": global_pass}
     times: dict[str, list[float]] = {k: [] for k in passes}
     for r in range(args.prune_repeats):
         order = list(passes) if r % 2 == 0 else list(passes)[::-1]
         for name in order:
             times[name].append(timed_once(passes[name], device))
     b = times["kthvalue"]
-    for name, label in (("layer", "per-layer prune_mask"), ("global", "global_prune_masks")):
+    for name, label in (("layer", "per-layer prune_mask"), ("layer_half", "per-layer, half candidates"),
+                        ("global", "global_prune_masks")):
         base, pk, ratio, spread = paired(b, times[name])
-        rep.rows.append(Row("prune", f"{label}, {n / 1e6:.0f} M weights", pk, base, ratio, None, spread=spread,
-                            note=(f"{what}; baseline: one torch.kthvalue per tensor, times summed" if name == "layer"
-                                  else "")))
-    del weights, cands
+        notes = {"layer": f"{what}; baseline: one torch.kthvalue per tensor, times summed",
+                 "layer_half": "a later task: half the entries (at random) owned by earlier tasks, not candidates"}
+        rep.rows.append(Row("prune", f"{label}, {n / 1e6:.0f} M weights", pk, base, ratio,
+                            PRUNE_GOAL if name == "layer" else None, spread=spread, note=notes.get(name, "")))
+    del weights, cands, halves
 
 
 # ---------------------------------------------------------------------------------------------- 4. mask bytes

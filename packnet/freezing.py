@@ -17,8 +17,8 @@ For the optimizers people use — ``torch.optim.SGD``, ``Adam`` and ``AdamW``, w
 coupled or decoupled weight decay, AMSGrad, foreach or fused kernels — :meth:`WeightGuard.step` does the same
 job with less memory traffic: it masks the gradient *after* weight decay and lets the optimizer run with
 ``weight_decay=0``. An entry whose gradient is exactly ``+0.0`` and whose optimizer state is exactly zero is
-then not moved at all (``p + (-lr) * 0 == p`` bit for bit, ``-0.0`` included), so nothing needs restoring; a
-frozen entry is never written. Every other optimizer, and these with options the argument does not cover, take
+then not moved at all (``p + (-lr) * 0 == p`` bit for bit, ``-0.0``, ±inf and NaN included), so nothing needs
+restoring. Every other optimizer, and these with options the argument does not cover, take
 the general path: mask, step, restore.
 
 Parameters are sorted once, when the guard is made, into *fully trainable* (nothing to do), *partly
@@ -240,7 +240,7 @@ class WeightGuard:
 
         Call it after ``backward()`` instead of ``mask_gradients(); optimizer.step(); restore_frozen()``.
         When :meth:`fallback_reason` is ``None`` (SGD, Adam, AdamW) and ``fused`` is true, it is one pass
-        fewer over every partly trainable weight and never writes a frozen entry:
+        fewer over every partly trainable weight and leaves every frozen entry's bits as they were:
 
         1. weight decay is applied here, as the optimizer would — coupled (``grad += wd * p``, in place) or
            decoupled (``p *= 1 - lr * wd``, with factor 1 on frozen entries) —, then the gradients are masked
@@ -250,7 +250,8 @@ class WeightGuard:
         Its optimizer state is zero on frozen entries — it starts empty, and is zeroed there when the guard
         first sees an optimizer that has stepped before, or one that stepped or loaded a state dict without
         this method since —, so the update there is exactly ``+0.0`` and ``p + (-lr) * 0`` is ``p``, bit for
-        bit. On trainable entries the result is the optimizer's own (bit-identical with the general path for
+        bit (a *signalling* NaN, which no torch operation produces, would come back quiet: the general path
+        restores even that). On trainable entries the result is the optimizer's own (bit-identical with the general path for
         the single-tensor and foreach kernels; the tests check it). After the step, the ``.grad`` of a
         parameter in a group with coupled weight decay holds the decayed, masked gradient the update used.
 

@@ -2,7 +2,7 @@
 
 The general path (mask the gradients, ``optimizer.step()``, restore the frozen values) works with any
 optimizer; the fused path applies weight decay itself, masks the decayed gradient and lets SGD / Adam / AdamW
-step with ``weight_decay=0``, so it never writes a frozen entry. These tests run both on the same start and
+step with ``weight_decay=0``, so it moves no frozen entry. These tests run both on the same start and
 compare bits: frozen entries against the snapshot, and everything (weights and optimizer state) between the
 two paths where the kernels are the same.
 """
