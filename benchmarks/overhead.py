@@ -22,10 +22,11 @@ Four measurements (see benchmarks/README.md for what each one means):
                   pass per tensor.
 4. mask bytes   — bytes of mask per prunable weight: PackNet's uint8 owner maps / one bool mask per task.
 
-Methodology: ``torch.utils.benchmark.Timer`` (same thread count both sides, accelerator synchronisation) with
-warm-up; each measurement is ``--rounds`` rounds of ``--number`` iterations, the baseline and PackNet sides
-alternating (order flipped every round) so that drift hits both; times are the medians over rounds and the
-ratio is the median of the per-round paired ratios, with its min-max over rounds as a noise indicator.
+Methodology: training steps and forwards are timed one call at a time, the sides taking turns call by call
+(``--steps`` pairs, the order rotating), with accelerator synchronisation; times are medians and the ratio is
+the median of the paired per-call ratios, with their quartiles as a noise indicator. ``guard.mask_gradients``
+/ ``restore_frozen`` alone and ``pn.task`` entry use ``torch.utils.benchmark.Timer``, ``--rounds`` rounds of
+``--number`` iterations; the prune passes are timed once each, ``--prune-repeats`` times, alternating.
 This is a script, not a test: it asserts nothing and always exits 0 unless it crashes.
 """
 
@@ -119,7 +120,7 @@ def print_report(rep: Report) -> None:
     for k, v in rep.env.items():
         print(f"  {k:18s} {v}")
     print()
-    header = ["measurement", "packnet", "baseline", "ratio", "min..max", "goal", "met?"]
+    header = ["measurement", "packnet", "baseline", "ratio", "spread", "goal", "met?"]
     body = []
     for r in rep.rows:
         spread = f"{r.spread[0]:.3f}..{r.spread[1]:.3f}" if r.spread else ""
@@ -128,6 +129,8 @@ def print_report(rep: Report) -> None:
         body.append([f"{r.section}: {r.name}", fmt_value(r.packnet, r.unit), fmt_value(r.baseline, r.unit),
                      f"{r.ratio:.3f}", spread, goal, met])
     print(table(header, body))
+    print("spread: q1..q3 of the paired per-call ratios (train step, task forward); min..max over the "
+          "repeats (prune)")
     notes = [f"  [{r.section}: {r.name}] {r.note}" for r in rep.rows if r.note]
     if notes:
         print("\nnotes:\n" + "\n".join(notes))
@@ -188,9 +191,46 @@ def interleaved(timers: dict[str, Timer], numbers: dict[str, int], rounds: int) 
 
 
 def paired(base: list[float], pk: list[float]) -> tuple[float, float, float, tuple[float, float]]:
-    """Median baseline, median packnet, median of per-round ratios, (min, max) of those ratios."""
+    """Median baseline, median packnet, median of the paired ratios, and their spread: the quartiles
+    (q1, q3) when there are many pairs (per-call timings), (min, max) over a few rounds or repeats."""
     ratios = [p / b for p, b in zip(pk, base)]
-    return statistics.median(base), statistics.median(pk), statistics.median(ratios), (min(ratios), max(ratios))
+    if len(ratios) >= 20:
+        q = statistics.quantiles(ratios, n=4)
+        spread = (q[0], q[2])
+    else:
+        spread = (min(ratios), max(ratios))
+    return statistics.median(base), statistics.median(pk), statistics.median(ratios), spread
+
+
+def alternating(fns: dict[str, Callable[[], Any]], iterations: int, device: torch.device) -> dict[str, list[float]]:
+    """Wall times of single calls, the sides taking turns call by call (the order rotating every iteration).
+
+    A training step here takes milliseconds, and a shared 2-core machine drifts by several percent within a
+    second: timing blocks of steps side after side lets that drift into the ratio. Pairing single calls
+    made milliseconds apart, many times over, leaves it out — the median of the paired ratios is stable to
+    about a percent where block medians moved by five.
+    """
+    names = list(fns)
+    for fn in fns.values():  # warm-up: lazy init, allocator, optimizer state
+        for _ in range(3):
+            fn()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(iterations):
+        k = i % len(names)
+        for n in names[k:] + names[:k]:
+            sync(device)
+            t0 = time.perf_counter()
+            fns[n]()
+            sync(device)
+            times[n].append(time.perf_counter() - t0)
+    return times
+
+
+def as_function(stmt: str, g: dict[str, Any]) -> Callable[[], None]:
+    """``stmt`` (one line of statements) as a function of no arguments over the names in ``g``."""
+    namespace = dict(g)
+    exec("def _fn():\n    " + stmt, namespace)
+    return namespace["_fn"]
 
 
 def timed_once(fn: Callable[[], Any], device: torch.device) -> float:
@@ -268,7 +308,7 @@ general path any optimizer can take. Each has its own optimizer, so neither dist
 
 
 def bench_task_forward(kind: str, args: argparse.Namespace, pn: PackNet, model: nn.Module, plain: nn.Module,
-                       x: torch.Tensor, rep: Report) -> None:
+                       x: torch.Tensor, rep: Report, device: torch.device) -> None:
     """2. task forward: ``pn.task(0)`` entered once, then plain-speed forwards; plus entering it."""
     label = {"mlp": "MLP 784-1024-1024-10", "cnn": "small CNN"}[kind]
     fwd_plain = copy.deepcopy(plain)
@@ -279,10 +319,9 @@ def bench_task_forward(kind: str, args: argparse.Namespace, pn: PackNet, model: 
     ctx = pn.task(0)
     ctx.__enter__()
     try:
-        timers = {"plain": Timer("with torch.no_grad(): plain(x)", globals=g, num_threads=args.threads),
-                  "packnet": Timer("with torch.no_grad(): model(x)", globals=g, num_threads=args.threads)}
-        # Twice the rounds of the training steps: a forward is short, so its per-round ratio is noisier.
-        t = interleaved(timers, {"plain": args.number * 4, "packnet": args.number * 4}, 2 * args.rounds)
+        fns = {"plain": as_function("with torch.no_grad(): plain(x)", g),
+               "packnet": as_function("with torch.no_grad(): model(x)", g)}
+        t = alternating(fns, 2 * args.steps, device)
     finally:
         ctx.__exit__(None, None, None)
     b, p, ratio, spread = paired(t["plain"], t["packnet"])
@@ -297,7 +336,7 @@ def bench_task_forward(kind: str, args: argparse.Namespace, pn: PackNet, model: 
 
 
 def bench_train_step(kind: str, args: argparse.Namespace, device: torch.device, rep: Report, *,
-                     hidden: int = 1024, number: Optional[int] = None, main: bool = True) -> None:
+                     hidden: int = 1024, steps: Optional[int] = None, main: bool = True) -> None:
     """1. the training step of task 1 with task 0 frozen: plain, fused and general, interleaved.
 
     ``main``: the headline rows (with goals), the task forward and the breakdown; otherwise only the
@@ -305,8 +344,8 @@ def bench_train_step(kind: str, args: argparse.Namespace, device: torch.device, 
     """
     pn, model, plain, x, y = second_task_scenario(kind, device, args.seed, hidden)
     if main:
-        bench_task_forward(kind, args, pn, model, plain, x, rep)
-    number = number or args.number
+        bench_task_forward(kind, args, pn, model, plain, x, rep, device)
+    steps = steps or args.steps
     pn.start_task(1)
     ctx = pn.training(1)
     guard = ctx.__enter__()
@@ -322,15 +361,13 @@ def bench_train_step(kind: str, args: argparse.Namespace, device: torch.device, 
             assert guard.fallback_reason(opt) is None, guard.fallback_reason(opt)
             g = {"torch": torch, "F": F, "model": model, "plain": plain, "x": x, "y": y, "opt": opt,
                  "gopt": gopt, "popt": popt, "guard": guard}
-            timers = {"plain": Timer(PLAIN_STEP, globals=g, num_threads=args.threads)}
-            timers.update({path: Timer(stmt, globals=g, num_threads=args.threads)
-                           for path, stmt in PATHS.items()})
-            numbers = dict.fromkeys(timers, number)
+            fns = {"plain": as_function(PLAIN_STEP, g)}
+            fns.update({path: as_function(stmt, g) for path, stmt in PATHS.items()})
+            t = alternating(fns, steps, device)
             if main:  # both are idempotent, so they can be timed on their own right after the steps
-                timers["mask_gradients"] = Timer("guard.mask_gradients()", globals=g, num_threads=args.threads)
-                timers["restore_frozen"] = Timer("guard.restore_frozen()", globals=g, num_threads=args.threads)
-                numbers.update(mask_gradients=number * 5, restore_frozen=number * 5)
-            t = interleaved(timers, numbers, args.rounds)
+                timers = {n: Timer(f"guard.{n}()", globals=g, num_threads=args.threads)
+                          for n in ("mask_gradients", "restore_frozen")}
+                t.update(interleaved(timers, dict.fromkeys(timers, args.number * 5), args.rounds))
             weights = sum(p.numel() for p in model.parameters())
             for path in PATHS:
                 b, p, ratio, spread = paired(t["plain"], t[path])
@@ -367,9 +404,9 @@ def bench_scaling(args: argparse.Namespace, device: torch.device, rep: Report) -
     for hidden in args.widths:
         if hidden == 1024:
             continue  # measured with the headline rows
-        # About the same time per round at every width: a step's cost grows like hidden squared.
-        number = max(2, round(args.number * (1024 / hidden) ** 2))
-        bench_train_step("mlp", args, device, rep, hidden=hidden, number=number, main=False)
+        # About the same time at every width: a step's cost grows like hidden squared.
+        steps = min(4 * args.steps, max(20, round(args.steps * (1024 / hidden) ** 2)))
+        bench_train_step("mlp", args, device, rep, hidden=hidden, steps=steps, main=False)
 
 
 def cuda_sync_check(case: str, stmt: str, g: dict[str, Any]) -> dict[str, Any]:
@@ -473,7 +510,8 @@ def environment(args: argparse.Namespace, device: torch.device) -> dict[str, Any
         "cpu": f"{cpu_model()}, {os.cpu_count()} logical CPUs",
         "threads": args.threads,
         "mode": "quick" if args.quick else "full",
-        "rounds x number": f"{args.rounds} x {args.number}",
+        "paired steps": args.steps,
+        "rounds x number": f"{args.rounds} x {args.number} (mask/restore alone, pn.task entry)",
     }
     if hasattr(os, "getloadavg"):
         env["load average"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -490,6 +528,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                     help="intra-op threads, the same for both sides (default: torch's, %(default)s here)")
     ap.add_argument("--rounds", type=int, default=None, help="alternating rounds per measurement (7; quick 3)")
     ap.add_argument("--number", type=int, default=None, help="training steps per round (10; quick 3; x5 on cuda)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="paired single steps per train-step measurement (150; quick 30; forwards: twice)")
     ap.add_argument("--prune-repeats", type=int, default=None, help="repeats of each prune pass (3; quick 2)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["train", "prune", "bytes"],
                     help="sections to leave out (train also skips the task forward)")
@@ -502,6 +542,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     # A CUDA step of these small models takes well under a millisecond: more steps per timed block there.
     args.number = args.number or ((3 if args.quick else 10) * (5 if args.device == "cuda" else 1))
     args.prune_repeats = args.prune_repeats or (2 if args.quick else 3)
+    args.steps = args.steps or ((30 if args.quick else 150) * (4 if args.device == "cuda" else 1))
     if args.widths is None:
         args.widths = [256, 1024] if args.quick else [256, 1024, 4096]
     return args

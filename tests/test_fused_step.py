@@ -289,3 +289,22 @@ def test_packnet_trains_bit_identically_on_both_paths(optimizer, policy):
             assert torch.equal(bits(v) if v.is_floating_point() else v,
                                bits(general_sd[key][name]) if v.is_floating_point() else general_sd[key][name]), \
                 f"{key} {name}"
+
+
+def test_adams_second_moments_on_frozen_entries_are_kept_at_one_and_refilled(monkeypatch):
+    """0 there would be as exact (the first moment is 0) but slow: torch's CPU sqrt is several times slower
+    on 0. A zero gradient decays them by beta2 per step, so they are set to 1 again every REFILL_EVERY."""
+    import packnet.freezing as freezing
+
+    monkeypatch.setattr(freezing, "REFILL_EVERY", 3)
+    net, trainable = model_and_masks()
+    before = net[0].weight.detach().clone()
+    guard, opt = run(net, trainable, CONFIGS["AdamW amsgrad"], steps=9, fused=True)
+    state = opt.state[net[0].weight]
+    assert not state["exp_avg"][~trainable].any()
+    beta2 = opt.param_groups[0]["betas"][1]
+    v = state["exp_avg_sq"][~trainable]
+    decayed = torch.ones_like(v).mul_(beta2).mul_(beta2)  # refilled after steps 1, 4 and 7, then 2 steps
+    assert torch.equal(v, decayed)
+    assert torch.equal(state["max_exp_avg_sq"][~trainable], torch.ones_like(v))
+    assert torch.equal(bits(net[0].weight)[~trainable], bits(before)[~trainable])
