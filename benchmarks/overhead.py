@@ -54,6 +54,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     import packnet
 from packnet import PackNet, TaskHeads, global_prune_masks, owned_mask, prune_mask
+from packnet.pruning import prune_masks
 from packnet.bench.models import mlp, small_cnn
 
 from _common import cpu_model, sync, table  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
@@ -441,13 +442,11 @@ def bench_prune(args: argparse.Namespace, device: torch.device, rep: Report) -> 
         for w, k in zip(weights, ks):
             torch.kthvalue(w.flatten(), k)
 
-    def layer_pass() -> None:
-        for w, c in zip(weights, cands):
-            prune_mask(w, c, PRUNE_RATIO)
+    def layer_pass() -> None:  # what pn.prune(t) runs with pruning="layer": one workspace for all layers
+        prune_masks(weights, cands, PRUNE_RATIO, scope="layer")
 
     def layer_half_pass() -> None:
-        for w, c in zip(weights, halves):
-            prune_mask(w, c, PRUNE_RATIO)
+        prune_masks(weights, halves, PRUNE_RATIO, scope="layer")
 
     def global_pass() -> None:
         global_prune_masks(weights, cands, PRUNE_RATIO)
@@ -465,7 +464,7 @@ def bench_prune(args: argparse.Namespace, device: torch.device, rep: Report) -> 
         for name in order:
             times[name].append(timed_once(passes[name], device))
     b = times["kthvalue"]
-    for name, label in (("layer", "per-layer prune_mask"), ("layer_half", "per-layer, half candidates"),
+    for name, label in (("layer", "per-layer prune_masks"), ("layer_half", "per-layer, half candidates"),
                         ("global", "global_prune_masks")):
         base, pk, ratio, spread = paired(b, times[name])
         notes = {"layer": f"{what}; baseline: one torch.kthvalue per tensor, times summed",

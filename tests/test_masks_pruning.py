@@ -190,3 +190,29 @@ def test_packnet_prune_updates_the_owner_map_with_claim_kept():
                 assert torch.equal(pn.owner[name], expected)
                 assert torch.equal(w[pruned], torch.zeros_like(w[pruned]))
         pn.freeze(t)
+
+
+@pytest.mark.parametrize("with_ties", [False, True])
+@pytest.mark.parametrize("candidates_kind", ["all", "half"])
+def test_the_radix_select_gives_prune_mask_exactly_the_kthvalue_threshold(monkeypatch, with_ties, candidates_kind):
+    """Large layers take the radix select (RADIX_MIN): same masks as torch.kthvalue's threshold, with ties,
+    zeros, -0.0, +inf and NaN among the weights."""
+    import packnet.pruning as pruning
+
+    g = torch.Generator().manual_seed(3)
+    for trial in range(20):
+        shape = (int(torch.randint(1, 40, (1,), generator=g)), int(torch.randint(1, 40, (1,), generator=g)))
+        w = (torch.randint(-4, 5, shape, generator=g).float() * 0.25 if with_ties
+             else torch.randn(shape, generator=g))
+        flat = w.view(-1)
+        for v in (-0.0, 0.0, float("inf"), float("nan"))[: trial % 5]:
+            flat[int(torch.randint(0, flat.numel(), (1,), generator=g))] = v
+        cand = (torch.ones(shape, dtype=torch.bool) if candidates_kind == "all"
+                else torch.rand(shape, generator=g) < 0.5)
+        ratio = float(torch.rand((), generator=g)) * 0.99
+        scores = torch.nan_to_num(w, nan=1.0).abs().neg().mul(-0.5)  # a criterion's (some are -0.0)
+        monkeypatch.setattr(pruning, "RADIX_MIN", 1 << 40)
+        expected = prune_mask(w, cand, ratio), prune_mask(w, cand, ratio, scores=scores)
+        monkeypatch.setattr(pruning, "RADIX_MIN", 0)
+        assert torch.equal(prune_mask(w, cand, ratio), expected[0]), (trial, shape, ratio)
+        assert torch.equal(prune_mask(w, cand, ratio, scores=scores), expected[1]), (trial, shape, ratio)
