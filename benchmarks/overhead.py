@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What PackNet costs on top of plain PyTorch, measured in one run on the same model and batch.
 
-    python benchmarks/overhead.py                 # full run (~5 min on a 2-core CPU)
+    python benchmarks/overhead.py                 # full run (~3.5 min on a 2-core CPU)
     python benchmarks/overhead.py --quick         # smoke run (~20 s): fewer repeats, 14 M weights to prune
     python benchmarks/overhead.py --device cuda   # on a GPU (also checks a training step makes no host sync)
     python benchmarks/overhead.py --json          # one JSON object on stdout instead of the tables
