@@ -257,10 +257,11 @@ class WeightGuard:
         there when the guard first sees an optimizer that has stepped before, or one that stepped or loaded a
         state dict without this method since —, so the update there is exactly ``+0.0`` (Adam: ``0 / denom``;
         its second moments on frozen entries are kept at 1, see :meth:`_refill_second_moments`) and
-        ``p + (-lr) * 0`` is ``p``, bit for bit (a *signalling* NaN, which no torch operation produces, would come back quiet: the general path
-        restores even that). On trainable entries the result is the optimizer's own (bit-identical with the general path for
-        the single-tensor and foreach kernels; the tests check it). After the step, the ``.grad`` of a
-        parameter in a group with coupled weight decay holds the decayed, masked gradient the update used.
+        ``p + (-lr) * 0`` is ``p``, bit for bit (a *signalling* NaN, which no torch operation produces, would
+        come back quiet: the general path restores even that). On trainable entries the result is the
+        optimizer's own (bit-identical with the general path for the single-tensor and foreach kernels; the
+        tests check it). After the step, the ``.grad`` of a parameter in a group with coupled weight decay
+        holds the decayed, masked gradient the update used.
 
         Args:
             optimizer: built from :meth:`parameters` (extra parameters it holds learn freely; fully frozen
