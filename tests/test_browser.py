@@ -12,8 +12,10 @@ tests skip, or fail when ``CI`` is set: CI must really run them). For every page
 * all math is typeset by MathJax, which the book ships in ``_static/mathjax`` (no CDN needed);
 * a chapter's Colab and Binder launch buttons point at that chapter's notebook in the configured repository.
 
-Screenshots of the landing page, of one chapter and of chapters 6, 8 and 10 are saved in ``<build>/_build/html/_screenshots/``
-(``BOOK_BUILD_DIR=/some/dir`` keeps them; README's screenshot is the landing one).
+Screenshots of the landing page, of one chapter and of chapters 6, 8 and 10 (and of chapter 8 scrolled to Figures 8.1
+and 8.4 and to its results table, chapter 6 to its capacity table) are saved in ``<build>/_build/html/_screenshots/``
+(``BOOK_BUILD_DIR=/some/dir`` keeps them; README's screenshot is the landing one). A line of 88 characters fits a
+code cell and an output box without a sideways scrollbar, and text outputs wrap at the page width.
 """
 
 from __future__ import annotations
@@ -292,8 +294,72 @@ def test_widget_pages_show_a_static_figure_in_place_of_each_widget(driver, site)
             assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 100
 
 
+_MEASURE_CODE = """
+function measure(selector) {
+  const pres = Array.from(document.querySelectorAll(selector));
+  if (!pres.length) return null;
+  // the width of 88 characters in each box's own font, and the room inside each box (folded boxes: skipped)
+  const shown = pres.filter(p => p.clientWidth > 0);
+  if (!shown.length) return null;
+  const fits = shown.map(p => {
+    const style = getComputedStyle(p);
+    const probe = document.createElement('span');
+    probe.style.whiteSpace = 'pre';
+    probe.textContent = 'M'.repeat(88);
+    p.appendChild(probe);
+    const width88 = probe.getBoundingClientRect().width;
+    probe.remove();
+    return {width88: width88, fontSize: style.fontSize,
+            inner: p.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)};
+  });
+  const tightest = fits.reduce((a, b) => (b.inner - b.width88 < a.inner - a.width88 ? b : a));
+  return {boxes: pres.length, shown: shown.length, fontSize: tightest.fontSize, width88: tightest.width88,
+          inner: tightest.inner,
+          whiteSpace: Array.from(new Set(pres.map(p => getComputedStyle(p).whiteSpace))),
+          scrolling: pres.filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.textContent.slice(0, 80))};
+}
+return {inputs: measure('div.cell_input div.highlight pre'), outputs: measure('div.cell_output div.output pre')};
+"""
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_code_cells_and_outputs_fit_the_page_and_outputs_wrap(driver, site, page):
+    """book/_static/book.css: a line of 88 characters (the book's longest code line and widest printed table)
+    fits a code box and an output box at the test's window width, no code cell or output scrolls sideways,
+    and printed outputs wrap (``pre-wrap``) instead."""
+    open_page(driver, site, page)
+    found = driver.execute_script(_MEASURE_CODE)
+    for kind in ("inputs", "outputs"):
+        boxes = found[kind]
+        assert boxes, f"{page}: no code {kind} found (did myst-nb change its markup?)"
+        assert boxes["width88"] <= boxes["inner"], f"{page}: 88 characters do not fit a code {kind} box: {boxes}"
+        assert not boxes["scrolling"], f"{page}: code {kind} that scroll sideways: {boxes['scrolling']}"
+    not_wrapping = [p for p in found["outputs"]["whiteSpace"] if p != "pre-wrap"]
+    assert not not_wrapping, f"{page}: outputs that do not wrap: {found['outputs']}"
+
+
+_SCROLL_TO_FIGURE = """
+const caption = Array.from(document.querySelectorAll('strong'))
+    .find(s => s.textContent.trim() === arguments[0]);
+if (!caption) return false;
+let cell = caption.closest('p').previousElementSibling;
+while (cell && !cell.matches('div.cell')) cell = cell.previousElementSibling;
+(cell?.querySelector('div.cell_output') || cell || caption).scrollIntoView();  // the figure at the top
+return true;
+"""
+
+_SCROLL_TO_OUTPUT = """
+const pre = Array.from(document.querySelectorAll('div.cell_output pre'))
+    .find(p => p.textContent.includes(arguments[0]));
+if (!pre) return false;
+pre.scrollIntoView();
+return true;
+"""
+
+
 def test_screenshots_of_the_landing_page_and_a_chapter(driver, site, screenshots):
-    """Landing page (index.html redirects to it) and one chapter, as PNGs in the build folder."""
+    """Landing page (index.html redirects to it) and one chapter, as PNGs in the build folder; and the parts of
+    chapters 6 and 8 that issue 12 fixed, scrolled into view: Figures 8.1 and 8.4, and the wide tables."""
     shots = {"landing.png": PAGES[0], "chapter.png": SCREENSHOT_CHAPTER,
              # the pages issue 12 fixed for readers: the capacity planner's static figure, Figures 8.1 / 8.2
              "chapter_06.png": "book/06_capacity", "chapter_08.png": "book/08_experiments",
@@ -308,8 +374,20 @@ def test_screenshots_of_the_landing_page_and_a_chapter(driver, site, screenshots
         driver.execute_async_script(_DECODE_IMAGES, site.base)
         if name == "chapter_06.png":  # scroll to the capacity planner
             driver.execute_script("document.querySelector('.capacity-planner-static')?.scrollIntoView()")
-        path = screenshots / name
-        assert driver.save_screenshot(str(path)), f"no screenshot {path}"
-        data = path.read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, f"{path}: not a real screenshot"
+        save_screenshot(driver, screenshots / name)
+    scrolled = {"chapter_08_figure_8_1.png": ("book/08_experiments", _SCROLL_TO_FIGURE, "Figure 8.1"),
+                "chapter_08_figure_8_4.png": ("book/08_experiments", _SCROLL_TO_FIGURE, "Figure 8.4"),
+                "chapter_08_table.png": ("book/08_experiments", _SCROLL_TO_OUTPUT, "mean forget."),
+                "chapter_06_table.png": ("book/06_capacity", _SCROLL_TO_OUTPUT, "weights    free")}
+    for name, (page, script, target) in scrolled.items():
+        open_page(driver, site, page)
+        driver.execute_async_script(_DECODE_IMAGES, site.base)
+        assert driver.execute_script(script, target), f"{page}: {target!r} not found on the page"
+        save_screenshot(driver, screenshots / name)
     print(f"screenshots in {screenshots}")
+
+
+def save_screenshot(driver, path: Path) -> None:
+    assert driver.save_screenshot(str(path)), f"no screenshot {path}"
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, f"{path}: not a real screenshot"
